@@ -1,0 +1,18 @@
+# rewardcond: OpenAI's TL;DR "learning to summarize from human feedback", by reward conditioning.
+# `snakemake --cores 8` runs the real experiment (workflow/config/config.yaml);
+# `snakemake --cores 2 --configfile workflow/config/demo.yaml` runs the offline synthetic demo.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "workflow/config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs(),

@@ -1,0 +1,23 @@
+# Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RUN = config["run"]
+RESULTS = f"results/{RUN}"
+SOURCE = config["data"]["source"]
+
+
+def library(*modules):
+    """The source files of `rewardcond` modules a rule imports, so that editing one reruns it.
+
+    Snakemake tracks a rule's script but not what the script imports; listing the modules as
+    inputs closes that gap. Names are module paths relative to the package ("data/prepare").
+    """
+    return [f"src/rewardcond/{module}.py" for module in ("__init__", "artifacts", *modules)]
+
+
+def all_outputs():
+    """Every final target of the configured run; `rule all` asks for these."""
+    return []
