@@ -150,7 +150,8 @@ def main() -> None:
     )
     print(
         f"baseline json.loads of every line: median {baseline:.1f}s, peak RSS "
-        f"{max(r['peak_rss_mb'] for r in parsed):.0f} MiB"
+        f"{max(r['peak_rss_mb'] for r in parsed):.0f} MiB, CPU time median "
+        f"{statistics.median(r['cpu_seconds'] for r in parsed):.1f}s"
     )
     print(
         f"prepare / baseline time: median ratio {statistics.median(ratios):.2f} "
