@@ -517,3 +517,38 @@ def test_attention_implementation_can_be_chosen_at_load_time(conditioned, tmp_pa
         logits = loaded(input_ids, attention_mask=attention_mask, target_rewards=REWARDS).logits
     mask = attention_mask.bool()
     assert (logits[mask] - expected[mask]).abs().max().item() <= TOLERANCE
+
+
+def test_distributed_data_parallel_step(tiny_tokenizer, tmp_path):
+    """One DDP (gloo, world size 1) training step: kwargs reach forward, every parameter is used."""
+    import torch.distributed as dist
+    from conftest import tiny_gpt2
+
+    model = RewardConditionedLM.from_base(tiny_gpt2(tiny_tokenizer)[0])
+    _, batch = training_batch(tiny_tokenizer)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        ddp(**batch).loss.backward()
+    finally:
+        dist.destroy_process_group()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_on_cuda_trains_and_generates(tiny_tokenizer):
+    from conftest import tiny_gpt2
+
+    from rewardcond.generation import complete
+
+    base = tiny_gpt2(tiny_tokenizer)[0].to("cuda", torch.bfloat16)
+    model = RewardConditionedLM.from_base(base)
+    assert model.reward_embedding.weight.device.type == "cuda"
+    _, batch = training_batch(tiny_tokenizer)
+    loss = model(**{key: value.cuda() for key, value in batch.items()}).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.reward_embedding.weight.grad is not None
+    completions = complete(model, tiny_tokenizer, TEXTS, REWARDS.tolist(), max_new_tokens=4)
+    assert [len(c.token_ids) <= 4 for c in completions] == [True] * 3
