@@ -138,8 +138,8 @@ def _build_from_config(
     from rewardcond.base_models.tiny import (
         build_model,
         context_length,
+        pretraining_documents,
         tokenizer_corpus,
-        train_documents,
         train_tokenizer,
     )
 
@@ -165,7 +165,9 @@ def _build_from_config(
                 f"base model {name!r}: pretraining.seq_length "
                 f"{pretraining.seq_length} exceeds the context of {n_positions}"
             )
-        documents = train_documents(posts_frame, template)
+        documents = pretraining_documents(
+            posts_frame, template, repeated_posts=pretraining.repeated_posts
+        )
         curve = pretrain(
             model, tokenizer, documents, pretraining, seed=seed, device=resolve_device(device)
         )
