@@ -25,7 +25,7 @@ rule base_model:
     conda:
         "../envs/rewardcond.yaml"
     # One thread: a tiny model gains little from a second one, and on a loaded machine two torch
-    # threads per job were measured 10-20x slower (4.7 s vs 0.2-0.3 s per pretraining step).
+    # threads per job were measured many times slower (4.7 s vs 0.2-0.7 s per pretraining step).
     threads: 1
     resources:
         gpu=base_model_gpus,
