@@ -62,3 +62,7 @@ def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
     plain.write_text("x")
     write_json(tmp_path / "atomic.json", {})
     assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode
+    (tmp_path / "plain_dir").mkdir()
+    with atomic_path(tmp_path / "atomic_dir", is_dir=True):
+        pass
+    assert (tmp_path / "atomic_dir").stat().st_mode == (tmp_path / "plain_dir").stat().st_mode

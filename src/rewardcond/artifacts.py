@@ -49,15 +49,17 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # mkstemp/mkdtemp create 0600/0700; the result gets the permissions a plain open() or
+    # mkdir() would give it.
+    umask = os.umask(0)
+    os.umask(umask)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~umask)
     else:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)
-        # mkstemp creates 0600; give the final file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
         tmp.chmod(0o666 & ~umask)
     try:
         yield tmp
