@@ -55,7 +55,12 @@ logger = logging.getLogger(__name__)
 
 
 class RewardModelConfig(PreTrainedConfig):
-    """Config of `RewardModel`: the backbone's own config nested as `text_config`."""
+    """Config of `RewardModel`: the backbone's own config nested as `text_config`.
+
+    `context_length`: the most tokens (prompt + summary + EOS) the model reads, posts shortened to
+    fit; set at training time so that scoring later shortens posts exactly as training did (None:
+    the backbone's context).
+    """
 
     model_type = "rewardcond_reward_model"
     sub_configs_defaults = {
@@ -63,6 +68,7 @@ class RewardModelConfig(PreTrainedConfig):
     }
 
     text_config: dict | PreTrainedConfig | None = None
+    context_length: int | None = None
 
 
 class RewardModel(PreTrainedModel):
@@ -103,9 +109,12 @@ class RewardModel(PreTrainedModel):
 
     @property
     def max_length(self) -> int | None:
-        """The backbone's context length in tokens (None when it has no fixed one)."""
+        """Tokens read per input: `config.context_length`, else the backbone's position table."""
         text = self.config.text_config
-        return getattr(text, "n_positions", None) or getattr(text, "max_position_embeddings", None)
+        positions = getattr(text, "n_positions", None) or getattr(
+            text, "max_position_embeddings", None
+        )
+        return self.config.context_length or positions
 
     def forward(
         self,
@@ -170,7 +179,7 @@ def comparison_pairs(comparisons: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise ValueError(
-            f"comparisons row {row}: field 'choice' is {comparisons['choice'].iloc[row]!r}; "
+            f"comparisons row {row}: field 'choice' is {comparisons['choice'].iloc[row]}; "
             "expected 0 or 1"
         )
     choice = comparisons["choice"].to_numpy().astype(int)
@@ -319,7 +328,7 @@ def build_trained_reward_model(
     base, tokenizer = load_base(base_path)
     model = RewardModel.from_base(base)
     del base
-    max_length = params.get("max_length") or model.max_length
+    model.config.context_length = max_length = params.get("max_length") or model.max_length
     autocast = DTYPES[params.get("gpu_dtype", "float32")] if device.startswith("cuda") else None
     history = train_reward_model(
         model,

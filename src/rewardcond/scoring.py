@@ -237,11 +237,13 @@ class Scorer:
 
 
 def model_context(model, tokenizer) -> int:
-    """The longest input the model takes: its position table, capped by the tokenizer's limit."""
+    """The longest input the model takes: its own setting or position table, capped by the
+    tokenizer's limit."""
     config = model.config
-    config = getattr(config, "text_config", None) or config
     limits = [
-        getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None),
+        getattr(model, "max_length", None)
+        or getattr(config, "n_positions", None)
+        or getattr(config, "max_position_embeddings", None),
         tokenizer.model_max_length if tokenizer.model_max_length < 10**9 else None,
     ]
     limits = [limit for limit in limits if limit]
