@@ -22,6 +22,8 @@ rule train_reward_model:
         f"logs/train_reward_model/{RUN}.log",
     benchmark:
         f"benchmarks/train_reward_model/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/train_reward_model.py"
 
@@ -47,6 +49,8 @@ rule score_completions:
         f"logs/score_completions/{RUN}.log",
     benchmark:
         f"benchmarks/score_completions/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/score_completions.py"
 
@@ -67,5 +71,7 @@ rule reward_model_accuracy:
         f"logs/reward_model_accuracy/{RUN}.log",
     benchmark:
         f"benchmarks/reward_model_accuracy/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/reward_model_accuracy.py"
