@@ -10,6 +10,7 @@ configfile: "workflow/config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
 include: "workflow/rules/reward_model.smk"
 
 
