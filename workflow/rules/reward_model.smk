@@ -12,7 +12,7 @@ rule train_reward_model:
         model=directory(f"{RESULTS}/reward_model/model"),
     params:
         train=lookup(dpath="reward_model/train", within=config),
-        template=lookup(dpath="prompt/template", within=config),
+        template=prompt_template,
         seed=lookup(dpath="seed", within=config),
         device=lookup(dpath="device", within=config),
     threads: workflow.cores
