@@ -12,6 +12,7 @@ configfile: "workflow/config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/base_model.smk"
+include: "workflow/rules/reward_model.smk"
 
 
 rule all:
