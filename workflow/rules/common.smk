@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
+import os
 import re
 from pathlib import Path
 
@@ -6,6 +7,12 @@ from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Jobs import `rewardcond` from this checkout's src/ (installed or not), so the code that runs is
+# exactly the code `library()` tracks, also under --use-conda, whose env holds only the dependencies.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
+)
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
