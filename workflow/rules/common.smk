@@ -28,11 +28,18 @@ def library(*modules):
     return [f"src/rewardcond/{module}.py" for module in ("__init__", "artifacts", *modules)]
 
 
+def data_files():
+    """The raw files to download: the TL;DR files, plus the CNN/DM ones when enabled."""
+    data = config["data"]
+    return data["files"] + (data["cnndm_files"] if data["include_cnndm"] else [])
+
+
 def all_outputs():
     """Every final target of the configured run; `rule all` asks for these."""
-    return [
-        *expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS),
-    ]
+    targets = []
+    targets += [f"data/prepared/{SOURCE}/report.json"]
+    targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
+    return targets
 
 
 # --- experiment: trainset, train, generate ---
