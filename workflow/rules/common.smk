@@ -42,6 +42,33 @@ def all_outputs():
     return targets
 
 
+# --- base models ---
+BASE_MODELS = config.get("base_models", {})
+BASE_MODEL_NAMES = "|".join(re.escape(name) for name in BASE_MODELS) or "(?!)"
+
+
+def base_model_corpus(wildcards):
+    """The prepared corpus a `config` base model trains its tokenizer (and pretrains) on."""
+    if BASE_MODELS[wildcards.name]["source"] != "config":
+        return {}
+    prepared = f"data/prepared/{SOURCE}"
+    return {"posts": f"{prepared}/posts.parquet", "completions": f"{prepared}/completions.parquet"}
+
+
+def base_model_template(wildcards):
+    """The prompt template for a `config` base model (None for others, so editing it reruns only
+    the models built from the corpus)."""
+    if BASE_MODELS[wildcards.name]["source"] != "config":
+        return None
+    return config["prompt"]["template"]
+
+
+def base_model_gpus(wildcards):
+    """One GPU for a base model that is pretrained here, unless the config pins the CPU."""
+    spec = BASE_MODELS[wildcards.name]
+    pretrained = spec["source"] == "config" and spec.get("pretraining", {}).get("steps", 0) > 0
+    return int(pretrained and config["device"] != "cpu")
+
 # --- experiment: trainset, train, generate ---
 METHODS = config["methods"]
 # Every module of the methods package is imported (and registers itself) whenever one is used.
