@@ -38,6 +38,7 @@ def all_outputs():
     """Every final target of the configured run; `rule all` asks for these."""
     targets = []
     targets += [f"data/prepared/{SOURCE}/report.json"]
+    targets += [f"{RESULTS}/reward_model/accuracy.csv", f"{RESULTS}/scored/completions.parquet"]
     targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
     return targets
 
@@ -68,6 +69,41 @@ def base_model_gpus(wildcards):
     spec = BASE_MODELS[wildcards.name]
     pretrained = spec["source"] == "config" and spec.get("pretraining", {}).get("steps", 0) > 0
     return int(pretrained and config["device"] != "cpu")
+
+
+def prompt_template(wildcards):
+    """`prompt.template`, as a function so that Snakemake does not read its {fields} as wildcards."""
+    return config["prompt"]["template"]
+
+
+def reward_model_input(wildcards):
+    """The trained reward model's folder when reward_model.kind is train (a hub RM needs none)."""
+    if config["reward_model"]["kind"] == "train":
+        return {"reward_model": f"{RESULTS}/reward_model/model"}
+    return {}
+
+
+def reward_model_scorer_params():
+    """Keyword arguments of `rewardcond.scoring.load_scorer` for the configured reward model."""
+    section = config["reward_model"]
+    if section["kind"] == "train":
+        return {
+            "kind": "train",
+            "path_or_hub_id": f"{RESULTS}/reward_model/model",
+            "revision": None,
+            "template": config["prompt"]["template"],
+            "dtype": section["train"]["gpu_dtype"],
+            "max_length": None,
+        }
+    pretrained = section["pretrained"]
+    return {
+        "kind": "pretrained",
+        "path_or_hub_id": pretrained["hub_id"],
+        "revision": pretrained["revision"],
+        "template": pretrained["template"] or config["prompt"]["template"],
+        "dtype": pretrained["gpu_dtype"],
+        "max_length": pretrained["max_length"],
+    }
 
 # --- experiment: trainset, train, generate ---
 METHODS = config["methods"]
