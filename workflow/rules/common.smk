@@ -41,6 +41,7 @@ def all_outputs():
     targets = []
     targets += [f"data/prepared/{SOURCE}/report.json"]
     targets += [f"{RESULTS}/reward_model/accuracy.csv", f"{RESULTS}/scored/completions.parquet"]
+    targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
     return targets
 
 
@@ -105,3 +106,50 @@ def reward_model_scorer_params():
         "dtype": pretrained["gpu_dtype"],
         "max_length": pretrained["max_length"],
     }
+
+# --- experiment: trainset, train, generate ---
+METHODS = config["methods"]
+# Every module of the methods package is imported (and registers itself) whenever one is used.
+METHOD_MODULES = [
+    f"methods/{path.stem}"
+    for path in sorted(Path(workflow.basedir, "src/rewardcond/methods").glob("*.py"))
+]
+
+
+wildcard_constraints:
+    method="|".join(re.escape(method) for method in METHODS),
+
+
+def method_options(wildcards):
+    """The `method_options.<method>` mapping (keyword arguments of the method's class)."""
+    return config.get("method_options", {}).get(wildcards.method, {})
+
+
+def method_train_config(method):
+    """The `train` section with the method's `train.overrides.<method>` applied."""
+    section = {key: value for key, value in config["train"].items() if key != "overrides"}
+    return section | config["train"].get("overrides", {}).get(method, {})
+
+
+def train_settings(wildcards):
+    """The optimisation settings of a method (`TrainSettings` keyword arguments)."""
+    section = method_train_config(wildcards.method)
+    del section["base_model"]
+    return section
+
+
+def method_base_model(wildcards):
+    """The base model folder a method starts from."""
+    return f"data/models/{method_train_config(wildcards.method)['base_model']}"
+
+
+def trainset_settings():
+    """The `trainset` section without its `targets` (`TrainsetSettings` keyword arguments)."""
+    return {key: value for key, value in config["trainset"].items() if key != "targets"}
+
+
+def generate_settings():
+    """Decoding settings (`GenerateSettings` keyword arguments); prompts are shortened to the
+    same length as in training."""
+    section = {key: value for key, value in config["generate"].items() if key != "n_prompts"}
+    return section | {"max_prompt_tokens": config["trainset"]["max_prompt_tokens"]}
