@@ -20,7 +20,7 @@ def make_world(
 
     scalar: reward tracks the target closely; gold = 0.5 + scalar_gold_slope x target.
     text: reward rises weakly with the target; gold = text_gold (flat).
-    sft: no target; reward around 0.2, gold 0.45. References: reward 0, gold 0.5.
+    sft: no target; reward around 0.2, gold 0.4. References: reward 0, gold 0.5.
     """
     rng = np.random.default_rng(0)
     frames = []
@@ -37,7 +37,7 @@ def make_world(
                     elif method == "text":
                         reward, gold = 0.3 * value + 0.5 * noise, text_gold
                     else:
-                        reward, gold = 0.2 + 0.3 * noise, 0.45
+                        reward, gold = 0.2 + 0.3 * noise, 0.4
                     rows.append(
                         {
                             "method": method,

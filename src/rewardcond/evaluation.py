@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -341,7 +341,9 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan")
-    return float(stats.spearmanr(x, y).statistic)
+    # Pearson correlation of average ranks (what scipy's spearmanr computes, 50x faster here,
+    # which matters inside a bootstrap loop).
+    return float(np.corrcoef(stats.rankdata(x), stats.rankdata(y))[0, 1])
 
 
 def spearman_per_prompt(frame: pd.DataFrame, x: str, y: str) -> tuple[float, int]:
@@ -358,29 +360,32 @@ def spearman_per_prompt(frame: pd.DataFrame, x: str, y: str) -> tuple[float, int
 def prompt_bootstrap(
     statistic: Callable[..., float],
     frames: Sequence[pd.DataFrame],
+    columns: Sequence[str],
     *,
     n_resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float]:
     """Percentile interval of `statistic(*frames)` when the prompts shared by all frames are
-    resampled with replacement (the same draw for every frame, i.e. paired)."""
+    resampled with replacement (the same draw for every frame, i.e. paired).
+
+    Inside the loop each resampled frame is a dict of numpy arrays holding `columns` (the ones
+    `statistic` reads), which keeps a thousand resamples fast.
+    """
     shared = set.intersection(*(set(frame["post_id"]) for frame in frames))
     post_ids = np.array(sorted(shared))
     if post_ids.size == 0:
         return float("nan"), float("nan")
-    rows = [
-        {key: np.asarray(index) for key, index in frame.groupby("post_id").indices.items()}
-        for frame in frames
-    ]
+    arrays = [{column: frame[column].to_numpy() for column in columns} for frame in frames]
+    rows = [frame.groupby("post_id").indices for frame in frames]
     rng = np.random.default_rng(seed)
     samples = np.empty(n_resamples)
     for i in range(n_resamples):
         drawn = post_ids[rng.integers(0, post_ids.size, size=post_ids.size)]
-        resampled = [
-            frame.iloc[np.concatenate([index[post_id] for post_id in drawn])]
-            for frame, index in zip(frames, rows, strict=True)
-        ]
+        resampled = []
+        for array, index in zip(arrays, rows, strict=True):
+            take = np.concatenate([index[post_id] for post_id in drawn])
+            resampled.append({column: values[take] for column, values in array.items()})
         samples[i] = statistic(*resampled)
     return _percentile_interval(samples, level)
 
@@ -535,8 +540,8 @@ def summarize(
     return summary
 
 
-def _pooled(column: str) -> Callable[[pd.DataFrame], float]:
-    def statistic(rows: pd.DataFrame) -> float:
+def _pooled(column: str) -> Callable[[Mapping], float]:
+    def statistic(rows: Mapping) -> float:
         return spearman(rows["target_reward"], rows[column])
 
     return statistic
@@ -559,6 +564,7 @@ def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFra
             low, high = prompt_bootstrap(
                 statistic,
                 [usable],
+                ["target_reward", column],
                 n_resamples=settings.n_resamples,
                 level=settings.level,
                 seed=settings.seed,
@@ -694,6 +700,7 @@ def compare_methods(
                 low, high = prompt_bootstrap(
                     lambda x, y: _pooled("reward")(x) - _pooled("reward")(y),
                     [a, b],
+                    ["target_reward", "reward"],
                     n_resamples=settings.n_resamples,
                     level=settings.level,
                     seed=settings.seed,
