@@ -147,9 +147,10 @@ def test_verdict_follows_the_numbers():
     assert ", significant (paired bootstrap over 8 prompts)" in gold_line
     main = next(line for line in changed if line.startswith("scalar on gold reward"))
     assert "loses to text" in main and "beats sft" in main
-    calibration = next(line for line in lines if line.startswith("Highest calibration"))
-    assert calibration.startswith("Highest calibration, pooled Spearman(target, achieved)")
-    assert "**scalar**" in calibration
+    calibration = next(line for line in lines if line.startswith("Best calibration"))
+    assert calibration.startswith("Best calibration (pooled Spearman(target, achieved), in-range")
+    assert "**scalar** with 0.8" in calibration
+    assert "scalar minus text = +0." in calibration
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ import yaml
 
 from rewardcond.artifacts import atomic_path, write_table, write_text
 from rewardcond.evaluation import (
+    IN_RANGE,
     NO_TARGET,
     BootstrapSettings,
     Target,
@@ -47,7 +48,13 @@ METRIC_LABELS = {
     "gold_reward": "gold reward",
     "winrate_rm": "win rate against the reference under the reward model",
     "winrate_gold": "win rate against the reference under gold",
-    "spearman_pooled": "calibration, pooled Spearman(target, achieved) over in-range targets",
+    "spearman_pooled": "calibration (pooled Spearman(target, achieved), in-range targets)",
+}
+HEADLINES = {
+    "gold_reward": "Highest gold reward",
+    "winrate_rm": "Highest win rate against the reference under the reward model",
+    "winrate_gold": "Highest win rate against the reference under gold",
+    "spearman_pooled": "Best calibration (pooled Spearman(target, achieved), in-range targets)",
 }
 ANCHORS = """\
 Figures from other setups, for orientation only; none of them was measured on this run's data,
@@ -144,7 +151,7 @@ def _interval(low: float, high: float, level: float) -> str:
 
 
 def _at(method: str, target_name: str) -> str:
-    return method if target_name in (NO_TARGET, "", None) else f"{method} @ {target_name}"
+    return method if target_name in (NO_TARGET, IN_RANGE) else f"{method} @ {target_name}"
 
 
 def _comparison_clause(row: pd.Series, level: float) -> str:
@@ -180,7 +187,7 @@ def verdict_lines(
         ),
     }
     lines = []
-    for metric in ("gold_reward", "winrate_rm", "winrate_gold", "spearman_pooled"):
+    for metric, title in HEADLINES.items():
         table, column, low, high = headline[metric]
         usable = table.dropna(subset=[column])
         if usable.empty:
@@ -189,7 +196,7 @@ def verdict_lines(
         best = usable.loc[usable[column].idxmax()]
         target = best.get("target_name", NO_TARGET)
         line = (
-            f"Highest {METRIC_LABELS[metric]}: **{_at(best['method'], target)}** with "
+            f"{title}: **{_at(best['method'], target)}** with "
             f"{_fmt(best[column])} {_interval(best[low], best[high], level)}"
         )
         if metric == "spearman_pooled":
@@ -441,7 +448,8 @@ def render_report(
 ) -> str:
     """REPORT.md: setup, verdict, tables (compact, with CIs), anchors and the resolved config."""
     summary, winrate = tables["summary"], tables["winrate"]
-    compact = summary[["method", "target_name", "target_reward", "in_range", "n"]].copy()
+    compact = summary[["method", "target_name", "target_reward", "n"]].copy()
+    compact.insert(3, "in range", summary["in_range"].map({True: "yes", False: "no"}).fillna(""))
     compact["achieved reward"] = _with_ci(summary, "achieved_reward_mean", "achieved_reward")
     compact["gold reward"] = _with_ci(summary, "gold_reward_mean", "gold_reward")
     compact[["rouge1", "rouge2", "rougeL", "length", "eos", "distinct2"]] = summary[
