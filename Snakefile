@@ -9,7 +9,11 @@ min_version("9.0")
 configfile: "workflow/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -524,7 +524,7 @@ Full tables with every column: `tables/summary.csv`, `tables/correlation.csv`,
 
 def publish(
     *,
-    evaluated: Sequence[str | os.PathLike],
+    evaluated: str | os.PathLike | Sequence[str | os.PathLike],
     references: str | os.PathLike,
     targets: str | os.PathLike,
     results: str | os.PathLike,
@@ -538,6 +538,8 @@ def publish(
 ) -> dict[str, pd.DataFrame]:
     """Rule `publish`: write `tables/`, `plots/` and `REPORT.md` under `results`."""
     results = Path(results)
+    if isinstance(evaluated, (str, os.PathLike)):  # Snakemake hands over one file as a string
+        evaluated = [evaluated]
     targets_list = load_targets(targets)
     evaluated_frames = [pd.read_parquet(path) for path in evaluated]
     reference_frame = pd.read_parquet(references)
