@@ -198,7 +198,12 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
         results=results,
         benchmarks=benchmarks,
         data_files={"eval prompts": tmp_path / "eval_prompts.parquet"},
-        setup={"run": "fixture", "seed": 3, "data": {"source": "synthetic"}},
+        setup={
+            "run": "fixture",
+            "seed": 3,
+            "data": {"source": "synthetic"},
+            "base_models": {"tiny-gpt2": {"source": "config", "n_layer": 2, "extra": {"a": 1}}},
+        },
         n_resamples=100,
         seed=3,
         main_method="scalar",
@@ -219,6 +224,7 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
     assert "| eval prompts |      8 |" in report
     assert "| train    |      1 |" in report
     assert "Pearson r = 0.45" in report
+    assert "- Models: base models `tiny-gpt2` (source=config, n_layer=2); reward model" in report
     for plot in PLOTS:
         assert (results / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
