@@ -185,6 +185,11 @@ def test_evaluate_generations_rejects_bad_input():
         evaluate_generations(
             frame.drop(columns="finished"), PROMPTS, scorer=WordCountScorer(), where="gen.parquet"
         )
+    twice = generations([("a", " x"), ("a", " y")]).assign(sample=0)
+    with pytest.raises(
+        ValueError, match=r"1 duplicated rows of \['method', 'post_id', 'target_name'"
+    ):
+        evaluate_generations(twice, PROMPTS, scorer=WordCountScorer())
     no_reference = PROMPTS.assign(reference=[" x", None])
     with pytest.raises(
         ValueError, match=r"1 eval prompts have no reference summary \(post_id \['b'\]"

@@ -229,6 +229,27 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
         assert (results / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_combine_rejects_inconsistent_inputs():
+    frames, references = make_world()
+    with pytest.raises(
+        ValueError, match=r"one distinct method per file, found \[\['scalar'\], \['scalar'\]"
+    ):
+        combine([frames[0], frames[0]], references, TARGETS)
+    moved = frames[0].assign(target_reward=frames[0]["target_reward"] + 0.5)
+    with pytest.raises(ValueError, match=r"48 rows have a target_reward other than targets.json"):
+        combine([moved], references, TARGETS)
+    renamed = frames[0].replace({"target_name": {"q50": "q75"}})
+    with pytest.raises(ValueError, match=r"target_name \['q75'\] not in targets.json"):
+        combine([renamed], references, TARGETS)
+    mixed = pd.concat([frames[0], frames[2].assign(method="scalar")])
+    with pytest.raises(
+        ValueError, match=r"methods \['scalar'\] mix rows with and without a target"
+    ):
+        combine([mixed], references, TARGETS)
+    with pytest.raises(ValueError, match=r"no reference score for post_id \['p0'\]"):
+        combine(frames, references.iloc[1:], TARGETS)
+
+
 def test_publish_rejects_an_unknown_main_method(tmp_path):
     frames, references = make_world()
     write_parquet(tmp_path / "scalar.parquet", frames[0])

@@ -208,6 +208,13 @@ def evaluate_generations(
     """Generations plus `reward` (reward model), `gold` (NaN without a gold function) and
     `rouge1`, `rouge2`, `rougeL` against each prompt's reference summary."""
     require_columns(generations, GENERATION_COLUMNS, where)
+    keys = ["method", "post_id", "target_name", "sample"]
+    duplicated = generations.duplicated(keys)
+    if duplicated.any():
+        first = generations.loc[duplicated, keys].iloc[0].to_dict()
+        raise ValueError(
+            f"{where}: {int(duplicated.sum())} duplicated rows of {keys} (first: {first})"
+        )
     prompts = _check_prompts(prompts, "eval prompts")
     unknown = sorted(set(generations["post_id"]) - set(prompts.index))
     if unknown:
@@ -435,9 +442,14 @@ def combine(
     """All methods' evaluated rows in one frame, with `in_range`, `conditioned` and the win
     indicators against the reference summary (`win_rm`, `win_gold`).
 
-    Checks that every target name is in targets.json, that each method is either conditioned
-    (all rows with a target) or a baseline (all `none`), and that every prompt has a reference.
+    Checks that each frame holds one method of its own, that every target name is in
+    targets.json with the same value, that each method is either conditioned (all rows with a
+    target) or a baseline (all `none`), and that every prompt has a reference.
     """
+    methods = [sorted(set(frame["method"])) for frame in evaluated]
+    flat = [method for names in methods for method in names]
+    if any(len(names) != 1 for names in methods) or len(set(flat)) != len(flat):
+        raise ValueError(f"evaluated: expected one distinct method per file, found {methods}")
     frame = pd.concat(evaluated, ignore_index=True)
     require_columns(frame, (*GENERATION_COLUMNS, "reward", "gold", *ROUGE_TYPES), "evaluated")
     require_columns(references, ("post_id", "reward", "gold"), "evaluated/references")
@@ -445,6 +457,16 @@ def combine(
     unknown = sorted(set(frame["target_name"]) - set(in_range) - {NO_TARGET})
     if unknown:
         raise ValueError(f"evaluated: target_name {unknown} not in targets.json {list(in_range)}")
+    values = frame["target_name"].map({target.name: target.value for target in targets})
+    conditioned = frame["target_name"] != NO_TARGET
+    disagree = conditioned & ~np.isclose(frame["target_reward"], values.astype(float))
+    if disagree.any():
+        first = frame.loc[disagree].iloc[0]
+        raise ValueError(
+            f"evaluated: {int(disagree.sum())} rows have a target_reward other than targets.json "
+            f"gives for their target_name (first: method {first['method']!r}, "
+            f"{first['target_name']!r} = {first['target_reward']} vs {values[disagree].iloc[0]})"
+        )
     frame["conditioned"] = frame["target_name"] != NO_TARGET
     mixed = frame.groupby("method")["conditioned"].nunique()
     if (mixed > 1).any():

@@ -559,11 +559,11 @@ def publish(
     targets_list = load_targets(targets)
     evaluated_frames = [pd.read_parquet(path) for path in evaluated]
     reference_frame = pd.read_parquet(references)
-    methods = [frame["method"].iloc[0] for frame in evaluated_frames if len(frame)]
+    frame = combine(evaluated_frames, reference_frame, targets_list)
+    methods = list(frame["method"].unique())
     if main_method is not None and main_method not in methods:
         raise ValueError(f"evaluate.main_method {main_method!r} is not among methods {methods}")
     settings = BootstrapSettings(n_resamples, level, seed)
-    frame = combine(evaluated_frames, reference_frame, targets_list)
     tables = build_tables(
         frame,
         targets_list,
