@@ -13,6 +13,7 @@ with `target_name == "none"`. Which is which is read from the generations, not f
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -83,8 +84,6 @@ def require_columns(frame: pd.DataFrame, columns: Sequence[str], where: str) -> 
 
 def load_targets(path: str | os.PathLike) -> list[Target]:
     """Read targets.json (a list of `{"name", "value", "in_range"}` objects)."""
-    import json
-
     entries = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected a non-empty JSON list of targets")
@@ -446,12 +445,12 @@ def combine(
     targets.json with the same value, that each method is either conditioned (all rows with a
     target) or a baseline (all `none`), and that every prompt has a reference.
     """
-    methods = [sorted(set(frame["method"])) for frame in evaluated]
+    frame = pd.concat(evaluated, ignore_index=True)
+    require_columns(frame, (*GENERATION_COLUMNS, "reward", "gold", *ROUGE_TYPES), "evaluated")
+    methods = [sorted(set(part["method"])) for part in evaluated]
     flat = [method for names in methods for method in names]
     if any(len(names) != 1 for names in methods) or len(set(flat)) != len(flat):
         raise ValueError(f"evaluated: expected one distinct method per file, found {methods}")
-    frame = pd.concat(evaluated, ignore_index=True)
-    require_columns(frame, (*GENERATION_COLUMNS, "reward", "gold", *ROUGE_TYPES), "evaluated")
     require_columns(references, ("post_id", "reward", "gold"), "evaluated/references")
     in_range = {target.name: target.in_range for target in targets}
     unknown = sorted(set(frame["target_name"]) - set(in_range) - {NO_TARGET})
@@ -467,7 +466,7 @@ def combine(
             f"gives for their target_name (first: method {first['method']!r}, "
             f"{first['target_name']!r} = {first['target_reward']} vs {values[disagree].iloc[0]})"
         )
-    frame["conditioned"] = frame["target_name"] != NO_TARGET
+    frame["conditioned"] = conditioned
     mixed = frame.groupby("method")["conditioned"].nunique()
     if (mixed > 1).any():
         raise ValueError(
