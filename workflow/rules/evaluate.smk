@@ -12,8 +12,6 @@ rule evaluate:
         library=library("evaluation", "metrics/rouge/rouge", "scoring", "data/synthetic"),
     output:
         f"{RESULTS}/evaluated/{{method}}.parquet",
-    wildcard_constraints:
-        method=evaluated_method_pattern(),
     params:
         scorer=reward_scorer_args(),
         use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
@@ -45,7 +43,7 @@ rule score_references:
 
 rule publish:
     input:
-        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=evaluated_methods()),
+        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=METHODS),
         references=f"{RESULTS}/evaluated/references.parquet",
         targets=f"{RESULTS}/targets.json",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
