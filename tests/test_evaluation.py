@@ -196,12 +196,18 @@ def test_evaluate_generations_rejects_bad_input():
     ):
         evaluate_generations(generations([("a", " x")]), no_reference, scorer=WordCountScorer())
 
-    class BrokenScorer:
-        def score(self, posts, summaries):
-            return np.array([np.nan] * len(summaries))
+    class SkippingScorer:
+        """Like load_scorer(on_empty="skip"), but also fails on the word 'nan'."""
 
-    with pytest.raises(ValueError, match="expected 1 finite rewards"):
-        evaluate_generations(generations([("a", " x")]), PROMPTS, scorer=BrokenScorer())
+        def score(self, posts, summaries):
+            return np.array([np.nan if t.strip() in ("", "nan") else 1.0 for t in summaries])
+
+    with pytest.raises(ValueError, match=r"1 non-finite rewards for non-empty summaries"):
+        evaluate_generations(generations([("a", " nan")]), PROMPTS, scorer=SkippingScorer())
+    evaluated = evaluate_generations(
+        generations([("a", " "), ("b", " dog")]), PROMPTS, scorer=SkippingScorer()
+    )
+    assert evaluated["reward"].isna().tolist() == [True, False]
 
 
 def test_evaluate_references_scores_each_prompt_once():

@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targets
@@ -18,6 +19,7 @@ SUMMARY_COLUMNS = [
     "in_range",
     "n",
     "n_prompts",
+    "n_empty",
     "achieved_reward_mean",
     "achieved_reward_ci_low",
     "achieved_reward_ci_high",
@@ -116,6 +118,21 @@ def test_tables_have_the_contracted_columns_and_rows():
     for _, row in summary.iterrows():
         assert row["achieved_reward_ci_low"] <= row["achieved_reward_mean"]
         assert row["achieved_reward_mean"] <= row["achieved_reward_ci_high"]
+
+
+def test_empty_summaries_are_counted_and_left_out_of_the_reward_mean():
+    frames, references = make_world()
+    scalar = frames[0]
+    empty = (scalar["target_name"] == "q50") & (scalar["post_id"] == "p0")
+    scalar.loc[empty, "text"] = ""
+    scalar.loc[empty, "reward"] = np.nan
+    tables = build_tables(combine(frames, references, TARGETS), TARGETS, SETTINGS)
+    summary = tables["summary"].set_index(["method", "target_name"])
+    assert summary["n_empty"].tolist() == [0, 2, 0, 0, 0, 0, 0]
+    expected = scalar.loc[(scalar["target_name"] == "q50") & ~empty, "reward"].mean()
+    assert summary.loc[("scalar", "q50"), "achieved_reward_mean"] == pytest.approx(expected)
+    assert summary.loc[("scalar", "q50"), "n"] == 16
+    assert np.isfinite(tables["correlation"]["spearman_pooled"]).all()
 
 
 def test_best_target_is_the_in_range_one_with_highest_reward():

@@ -145,6 +145,11 @@ def rouge_scores(
     return {key: np.asarray(scores[key], dtype=np.float64) for key in ROUGE_TYPES}
 
 
+def is_empty(texts: Sequence[str]) -> np.ndarray:
+    """True for each text that is empty or whitespace only (no summary was written)."""
+    return np.array([not text.strip() for text in texts], dtype=bool)
+
+
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct-n (Li et al. 2016): unique word n-grams / all word n-grams over a set of texts.
 
@@ -176,11 +181,15 @@ def _score_unique(
     log.info("scoring %d distinct (post, summary) pairs of %d rows", len(unique), len(pairs))
     posts = prompts.loc[unique["post_id"], ["subreddit", "title", "post"]].to_dict("records")
     reward = np.asarray(scorer.score(posts, unique["text"].tolist()), dtype=np.float64)
-    if reward.shape != (len(unique),) or not np.isfinite(reward).all():
+    if reward.shape != (len(unique),):
+        raise ValueError(f"scorer returned {reward.shape} values; expected ({len(unique)},)")
+    # An empty summary has no reward-model score (the scorer skips it with NaN, or raises, per
+    # its on_empty); any other missing score is an error.
+    unscored = ~np.isfinite(reward) & ~is_empty(unique["text"])
+    if unscored.any():
         raise ValueError(
-            f"scorer returned {reward.shape} values (non-finite: "
-            f"{int((~np.isfinite(reward)).sum()) if reward.ndim == 1 else '?'}); "
-            f"expected {len(unique)} finite rewards"
+            f"scorer returned {int(unscored.sum())} non-finite rewards for non-empty summaries "
+            f"(first: post_id {unique['post_id'][unscored].iloc[0]!r}); expected finite rewards"
         )
     if gold is None:
         gold_values = np.full(len(unique), np.nan)
@@ -515,8 +524,9 @@ def summarize(
 ) -> pd.DataFrame:
     """One row per method x target (baselines: one row, target `none`), from `combine`'s frame.
 
-    Means with cluster-bootstrap intervals for achieved (RM) and gold reward; ROUGE, length in
-    tokens, EOS rate, distinct-1/2, win rates against the reference, and the generation cost
+    Means with cluster-bootstrap intervals for achieved (RM) and gold reward (an empty summary,
+    counted in `n_empty`, has no RM score and is left out of the RM mean and win rate); ROUGE,
+    length in tokens, EOS rate, distinct-1/2, win rates against the reference, and the generation cost
     (`generated_tokens_per_prompt` = mean of n_tokens x n_candidates, since best-of-N generates
     N candidates for each kept summary).
     """
@@ -535,6 +545,7 @@ def summarize(
                 "in_range": rows["in_range"].iloc[0],
                 "n": len(rows),
                 "n_prompts": rows["post_id"].nunique(),
+                "n_empty": int(is_empty(rows["text"]).sum()),
                 "achieved_reward_mean": achieved[0],
                 "achieved_reward_ci_low": achieved[1],
                 "achieved_reward_ci_high": achieved[2],
@@ -713,8 +724,8 @@ def compare_methods(
             pairs += [(main_method, other) for other in value.index if other != main_method]
         for method, other in dict.fromkeys(pairs):
             if metric == "spearman_pooled":
-                in_range = frame["in_range"].fillna(False)
-                a, b = (frame[(frame["method"] == m) & in_range] for m in (method, other))
+                usable = frame["in_range"].fillna(False) & frame["reward"].notna()
+                a, b = (frame[(frame["method"] == m) & usable] for m in (method, other))
                 difference = spearman(a["target_reward"], a["reward"]) - spearman(
                     b["target_reward"], b["reward"]
                 )

@@ -5,38 +5,55 @@
 
 rule evaluate:
     input:
+        unpack(reward_model_input),
         generations=f"{RESULTS}/generations/{{method}}.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
-        reward_model=f"{RESULTS}/reward_model/model",
         gold=gold_reward_file(),
-        library=library("evaluation", "metrics/rouge/rouge", "scoring", "data/synthetic"),
+        library=library(
+            "evaluation", "metrics/rouge/rouge", "reward_model", "scoring", "data/synthetic"
+        ),
     output:
         f"{RESULTS}/evaluated/{{method}}.parquet",
     params:
-        scorer=reward_scorer_args(),
+        scorer=reward_model_scorer_params(),
+        batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
+        on_empty=lookup(dpath="evaluate/on_empty", within=config),
+        device=lookup(dpath="device", within=config),
         use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
     log:
         "logs/evaluate/{method}.log",
     benchmark:
         "benchmarks/evaluate/{method}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/evaluate.py"
 
 
 rule score_references:
     input:
+        unpack(reward_model_input),
         prompts=f"{RESULTS}/eval_prompts.parquet",
-        reward_model=f"{RESULTS}/reward_model/model",
         gold=gold_reward_file(),
-        library=library("evaluation", "scoring", "data/synthetic"),
+        library=library("evaluation", "reward_model", "scoring", "data/synthetic"),
     output:
         f"{RESULTS}/evaluated/references.parquet",
     params:
-        scorer=reward_scorer_args(),
+        scorer=reward_model_scorer_params(),
+        batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
+        device=lookup(dpath="device", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
     log:
-        "logs/score_references/score_references.log",
+        f"logs/score_references/{RUN}.log",
     benchmark:
-        "benchmarks/score_references/score_references.tsv"
+        f"benchmarks/score_references/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/score_references.py"
 
@@ -101,8 +118,10 @@ rule publish:
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,
     log:
-        "logs/publish/publish.log",
+        f"logs/publish/{RUN}.log",
     benchmark:
-        "benchmarks/publish/publish.tsv"
+        f"benchmarks/publish/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/publish.py"

@@ -1,14 +1,19 @@
 """Rule score_references: the reference summaries of the eval prompts, scored like generations."""
 
+import torch
+
 from rewardcond.artifacts import log_to_file
+from rewardcond.evaluation import run_score_references
 
-log_to_file(snakemake.log[0])  # noqa: F821 - injected by Snakemake
-
-from rewardcond.evaluation import run_score_references  # noqa: E402
-
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
 run_score_references(
-    prompts=snakemake.input.prompts,  # noqa: F821
-    output=snakemake.output[0],  # noqa: F821
-    scorer_args=dict(snakemake.params.scorer),  # noqa: F821
-    gold_path=snakemake.input.gold or None,  # noqa: F821
+    prompts=snakemake.input.prompts,
+    output=snakemake.output[0],
+    scorer_args={
+        **snakemake.params.scorer,
+        "device": snakemake.params.device,
+        "batch_tokens": snakemake.params.batch_tokens,
+    },
+    gold_path=snakemake.input.gold or None,
 )
