@@ -526,9 +526,9 @@ def summarize(
 
     Means with cluster-bootstrap intervals for achieved (RM) and gold reward (an empty summary,
     counted in `n_empty`, has no RM score and is left out of the RM mean and win rate); ROUGE,
-    length in tokens, EOS rate, distinct-1/2, win rates against the reference, and the generation cost
-    (`generated_tokens_per_prompt` = mean of n_tokens x n_candidates, since best-of-N generates
-    N candidates for each kept summary).
+    length in tokens, EOS rate, distinct-1/2, win rates against the reference, and the
+    generation cost (`generated_tokens_per_prompt` = mean of n_tokens x n_candidates, since
+    best-of-N generates N candidates for each kept summary).
     """
     values = {target.name: target.value for target in targets}
     records = []
