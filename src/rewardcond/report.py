@@ -176,7 +176,6 @@ def verdict_lines(
         tables["comparisons"],
     )
     headline = {
-        "achieved_reward": (winrate, "achieved_reward_mean", None, None),
         "gold_reward": (winrate, "gold_reward_mean", "gold_reward_ci_low", "gold_reward_ci_high"),
         "winrate_rm": (winrate, "winrate_rm", "winrate_rm_ci_low", "winrate_rm_ci_high"),
         "winrate_gold": (winrate, "winrate_gold", "winrate_gold_ci_low", "winrate_gold_ci_high"),
@@ -236,28 +235,27 @@ def verdict_lines(
 
 def overoptimisation_lines(correlation: pd.DataFrame, level: float) -> list[str]:
     """A plain sentence for every conditioned method whose reward-model score rises with the
-    target while its gold reward falls, both with intervals that exclude zero."""
-    lines, checked = [], []
-    for _, row in correlation.iterrows():
-        if pd.isna(row["spearman_gold_pooled"]):
+    target while its gold reward falls (pooled Spearman over the in-range targets), both with
+    intervals that exclude zero."""
+    lines, not_diverging = [], []
+    for _, row in correlation.dropna(subset=["spearman_gold_pooled"]).iterrows():
+        if not (row["spearman_pooled_ci_low"] > 0 and row["spearman_gold_pooled_ci_high"] < 0):
+            not_diverging.append(row["method"])
             continue
-        checked.append(row["method"])
-        if row["spearman_pooled_ci_low"] > 0 and row["spearman_gold_pooled_ci_high"] < 0:
-            proxy = _interval(row["spearman_pooled_ci_low"], row["spearman_pooled_ci_high"], level)
-            gold = _interval(
-                row["spearman_gold_pooled_ci_low"], row["spearman_gold_pooled_ci_high"], level
-            )
-            lines.append(
-                f"**Over-optimisation in {row['method']}**: asking for a higher reward raises the "
-                f"reward-model score (Spearman {_fmt(row['spearman_pooled'])} {proxy}) while the "
-                f"gold reward falls (Spearman {_fmt(row['spearman_gold_pooled'])} {gold}). The "
-                "policy is exploiting the proxy: this is over-optimisation."
-            )
-            checked.pop()
-    if checked:
+        proxy = _interval(row["spearman_pooled_ci_low"], row["spearman_pooled_ci_high"], level)
+        gold = _interval(
+            row["spearman_gold_pooled_ci_low"], row["spearman_gold_pooled_ci_high"], level
+        )
+        lines.append(
+            f"**Over-optimisation in {row['method']}**: asking for a higher reward raises the "
+            f"reward-model score (Spearman {_fmt(row['spearman_pooled'])} {proxy}) while the "
+            f"gold reward falls (Spearman {_fmt(row['spearman_gold_pooled'])} {gold}). The "
+            "policy is exploiting the proxy: this is over-optimisation."
+        )
+    if not_diverging:
         lines.append(
             "Proxy and gold do not move in significantly opposite directions with the target for: "
-            + ", ".join(checked)
+            + ", ".join(not_diverging)
             + "."
         )
     return lines
