@@ -1,6 +1,7 @@
 """Tables, verdict and REPORT of rewardcond.report on the small evaluated world."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,3 +281,11 @@ def test_publish_rejects_an_unknown_main_method(tmp_path):
             results=tmp_path / "results",
             main_method="dpo",
         )
+
+
+def test_publish_rule_declares_every_file_publish_writes():
+    rule = (Path(__file__).resolve().parents[1] / "workflow/rules/evaluate.smk").read_text()
+    declared = set(re.findall(r'f"\{RESULTS\}/((?:tables|plots)/[\w.]+|REPORT\.md)"', rule))
+    written = {f"tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md")}
+    written |= {f"plots/{name}.png" for name in PLOTS} | {"REPORT.md"}
+    assert declared == written
