@@ -42,6 +42,8 @@ def all_outputs():
     targets += [f"data/prepared/{SOURCE}/report.json"]
     targets += [f"{RESULTS}/reward_model/accuracy.csv", f"{RESULTS}/scored/completions.parquet"]
     targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
+    targets += [f"{RESULTS}/REPORT.md"]
+    targets += [f"{RESULTS}/tables/{name}.csv" for name in PUBLISHED_TABLES]
     return targets
 
 
@@ -153,3 +155,12 @@ def generate_settings():
     same length as in training."""
     section = {key: value for key, value in config["generate"].items() if key != "n_prompts"}
     return section | {"max_prompt_tokens": config["trainset"]["max_prompt_tokens"]}
+
+
+# --- evaluate/publish ---
+PUBLISHED_TABLES = ("summary", "correlation", "winrate", "comparisons")
+
+
+def gold_reward_file():
+    """The synthetic world's gold function; the real data has none (an empty input)."""
+    return "data/raw/synthetic/gold.jsonl" if SOURCE == "synthetic" else []
