@@ -153,7 +153,7 @@ def train_method(
         save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
-        gradient_checkpointing=settings.gradient_checkpointing,
+        activation_checkpointing=settings.gradient_checkpointing,
         bf16=bf16,
         use_cpu=device == "cpu",
         seed=seed,
