@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
+import json
 import os
 import re
 from pathlib import Path
@@ -81,3 +82,22 @@ def generate_settings():
     same length as in training."""
     section = {key: value for key, value in config["generate"].items() if key != "n_prompts"}
     return section | {"max_prompt_tokens": config["trainset"]["max_prompt_tokens"]}
+
+
+# --- scale-out: launcher arguments and shards (README "Scaling up") ---
+
+
+# Scoring and generation run as independent shard jobs ("1-of-N" ...) merged in shard order;
+# `--set-scatter score=N` / `generate=N` overrides the config from a profile or the command line.
+scattergather:
+    score=config["scale"]["score_shards"],
+    generate=config["scale"]["generate_shards"],
+
+
+def command_line_json(function):
+    """A params function giving `function(wildcards)` as JSON, for a shell rule's arguments."""
+
+    def as_json(wildcards):
+        return json.dumps(function(wildcards), sort_keys=True)
+
+    return as_json
