@@ -106,6 +106,29 @@ def test_merge_shards_restores_the_input(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "merged.parquet"), frame)
 
 
+def test_merge_shards_regroups_blocks_per_group(tmp_path):
+    # One job writes pass by pass (target, sample), each pass over every prompt in order.
+    prompts = [f"p{i}" for i in range(5)]
+    passes = [("q05", 0), ("q95", 0), ("q05", 1)]
+    single = pd.DataFrame(
+        [{"target_name": t, "sample": s, "post_id": p} for t, s in passes for p in prompts]
+    )
+    paths = []
+    for number in (1, 2):
+        start, stop = shard_bounds(len(prompts), number - 1, 2)
+        shard = pd.DataFrame(
+            [
+                {"target_name": t, "sample": s, "post_id": p}
+                for t, s in passes
+                for p in prompts[start:stop]
+            ]
+        )
+        paths.append(tmp_path / f"g.{number}-of-2.parquet")
+        shard.to_parquet(paths[-1], index=False)
+    merged = merge_shards(paths, tmp_path / "m.parquet", group_by=["target_name", "sample"])
+    pd.testing.assert_frame_equal(merged, single)
+
+
 def test_merge_shards_refuses_an_incomplete_set(tmp_path):
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     for number in (1, 3):

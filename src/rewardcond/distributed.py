@@ -148,9 +148,17 @@ def take_shard(frame: pd.DataFrame, item: str) -> pd.DataFrame:
     return frame.iloc[start:stop].reset_index(drop=True)
 
 
-def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike) -> pd.DataFrame:
+def merge_shards(
+    paths: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    group_by: Sequence[str] = (),
+) -> pd.DataFrame:
     """Concatenate shard Parquet files (named `...<i>-of-<n>...`) in shard order into `output`.
 
+    With `group_by`, a shard holds one block of rows per group (e.g. per generation pass, each
+    over the shard's prompts); the blocks are then regrouped, groups in order of first
+    appearance, shards in order within a group, as the unsharded job writes them.
     Every shard 1..n must be present exactly once, with one `n`; anything else is an error
     naming what is missing, so a partial merge never looks complete.
     """
@@ -174,5 +182,9 @@ def merge_shards(paths: Sequence[str | os.PathLike], output: str | os.PathLike) 
     frames = [pd.read_parquet(by_index[index]) for index in range(count)]
     # An empty shard (fewer rows than shards) carries no dtypes worth concatenating.
     frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    if group_by:
+        groups = frame[list(group_by)].apply(tuple, axis=1)
+        rank = {group: order for order, group in enumerate(dict.fromkeys(groups))}
+        frame = frame.iloc[groups.map(rank).argsort(kind="stable")].reset_index(drop=True)
     write_parquet(output, frame)
     return frame

@@ -165,6 +165,10 @@ scattergather:
     generate=config["scale"]["generate_shards"],
 
 
+wildcard_constraints:
+    scatteritem=r"[0-9]+-of-[0-9]+",
+
+
 def command_line_json(function):
     """A params function giving `function(wildcards)` as JSON, for a shell rule's arguments."""
 

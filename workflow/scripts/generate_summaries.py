@@ -16,4 +16,5 @@ generate_method(
     settings=GenerateSettings(**snakemake.params.settings),
     seed=snakemake.params.seed,
     device=snakemake.params.device,
+    shard=snakemake.wildcards.scatteritem,
 )

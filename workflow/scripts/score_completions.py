@@ -19,4 +19,5 @@ score_completions(
     output_path=snakemake.output.scored,
     report_path=snakemake.output.report,
     scorer=scorer,
+    shard=snakemake.wildcards.scatteritem,
 )
