@@ -10,6 +10,7 @@ from rewardcond.distributed import (
     parse_shard,
     plan_batches,
     shard_bounds,
+    shard_device,
     take_shard,
 )
 
@@ -148,3 +149,19 @@ def test_last_checkpoint_skips_a_checkpoint_whose_save_was_interrupted(tmp_path)
     (tmp_path / "checkpoint-12").mkdir()  # killed while saving: no trainer_state.json
     (tmp_path / "checkpoint-99.tmp").mkdir()
     assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-10"
+
+
+def test_shard_device_spreads_shards_over_visible_gpus(monkeypatch):
+    import torch
+
+    assert shard_device("cpu", "3-of-4") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [shard_device("auto", f"{i}-of-8") for i in (1, 4, 5, 8)] == [
+        "cuda:0",
+        "cuda:3",
+        "cuda:0",
+        "cuda:3",
+    ]
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert shard_device("cuda", "2-of-2") == "cuda"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rewardcond.artifacts import write_parquet
+from rewardcond.artifacts import resolve_device, write_parquet
 
 GLOBAL_BATCH_KEY = "train.global_batch_size"
 ACCUMULATION_KEY = "train.gradient_accumulation_steps"
@@ -146,6 +146,22 @@ def take_shard(frame: pd.DataFrame, item: str) -> pd.DataFrame:
     """The rows of `frame` that shard `item` (`"<i>-of-<n>"`) processes, index reset."""
     start, stop = shard_bounds(len(frame), *parse_shard(item))
     return frame.iloc[start:stop].reset_index(drop=True)
+
+
+def shard_device(device: str, item: str) -> str:
+    """The device of shard job `item`: with several GPUs visible, GPU (i - 1) mod their number.
+
+    Snakemake counts GPUs (`resources: gpu=1`) but does not hand them out, so shard jobs running
+    side by side on one machine would all take cuda:0; spreading shard i over GPU i mod count
+    puts N concurrent shards on N GPUs. A SLURM job sees only its own GPU, hence cuda.
+    """
+    resolved = resolve_device(device)
+    if resolved != "cuda":
+        return resolved
+    import torch
+
+    count = torch.cuda.device_count()
+    return f"cuda:{parse_shard(item)[0] % count}" if count > 1 else "cuda"
 
 
 def merge_shards(
