@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -31,6 +30,15 @@ TINY_GPT2 = {
     "tokenizer": {"vocab_size": 400},
     "pretraining": {"steps": 0},
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared, loaded machine two threads per test run many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -161,16 +169,16 @@ def test_train_post_without_reference_is_an_error(corpus, tmp_path):
 
 
 def test_pretraining_lowers_the_loss_and_is_reproducible(corpus, tmp_path):
-    spec = {**TINY_GPT2, "pretraining": {"steps": 40, "batch_size": 8, "learning_rate": 3e-3,
+    spec = {**TINY_GPT2, "pretraining": {"steps": 30, "batch_size": 4, "learning_rate": 3e-3,
                                          "seq_length": 96, "warmup_steps": 5}}  # fmt: skip
     first = build(corpus, spec, tmp_path / "a")
     curve = pd.read_csv(first / "pretraining.csv")
     assert list(curve.columns) == ["step", "loss", "learning_rate", "tokens", "seconds"]
-    assert curve["step"].tolist() == list(range(1, 41))
-    assert curve["loss"].tail(5).mean() < 0.6 * curve["loss"].head(5).mean()
+    assert curve["step"].tolist() == list(range(1, 31))
+    assert curve["loss"].tail(5).mean() < 0.75 * curve["loss"].head(5).mean()
     assert (first / "pretraining.png").stat().st_size > 0
     manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["pretraining"]["documents"] == 24 and manifest["pretraining"]["steps"] == 40
+    assert manifest["pretraining"]["documents"] == 24 and manifest["pretraining"]["steps"] == 30
 
     weights = load_file(first / "model.safetensors")
     again = load_file(build(corpus, spec, tmp_path / "b") / "model.safetensors")
@@ -321,26 +329,87 @@ def test_package_source_that_pip_cannot_find_names_the_demo(wheelhouse, tmp_path
 
 
 def test_hub_source_offline_fails_fast_with_the_demo_command(tmp_path):
+    # a fresh process, so that HF_HUB_OFFLINE and the empty HF_HOME are read at import as in use
     script = (
-        "from rewardcond.base_models import materialise_base_model\n"
-        "materialise_base_model('gpt2', {'source': 'hub', 'hub_id': 'openai-community/gpt2', "
+        "import time\n"
+        "from rewardcond.base_models import SourceUnavailableError, materialise_base_model\n"
+        "import rewardcond.base_models.hub  # transformers' import time is not the hub's\n"
+        "start = time.perf_counter()\n"
+        "try:\n"
+        "    materialise_base_model('gpt2', {'source': 'hub', 'hub_id': 'openai-community/gpt2', "
         "'revision': '607a30d783dfa663caf39e06633721c8d4cfcd7e'}, 'out/gpt2', seed=0)\n"
+        "except SourceUnavailableError as error:\n"
+        "    print(f'{time.perf_counter() - start:.1f}')\n"
+        "    print(error)\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(__file__).parents[1] / "src"), env.get("PYTHONPATH", "")]
-    )
-    start = time.perf_counter()
+    src = str(Path(__file__).parents[1] / "src")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert time.perf_counter() - start < 30
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(
-        "rewardcond.base_models.errors.SourceUnavailableError: base model 'openai-community/gpt2' "
-        "at revision '607a30d783dfa663caf39e06633721c8d4cfcd7e' is not in the Hugging Face cache "
-        "and the hub could not be reached ("
+    assert result.returncode == 0, result.stderr
+    seconds, message = result.stdout.split("\n", 1)
+    assert float(seconds) < 10  # not the minute of retries that a plain from_pretrained takes
+    assert message.startswith(
+        "base model 'openai-community/gpt2' at revision '607a30d783dfa663caf39e06633721c8d4cfcd7e' "
+        "is not in the Hugging Face cache and the hub could not be reached (OfflineModeIsEnabled: "
     )
-    assert last.endswith("snakemake --cores 2 --configfile workflow/config/demo.yaml")
+    assert message.strip().endswith("snakemake --cores 2 --configfile workflow/config/demo.yaml")
     assert not (tmp_path / "out" / "gpt2").exists()
+
+
+# --- config schema of the section ---
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(*names: str) -> dict:
+    """config.yaml with the given overlays deep-merged over it, as `--configfile` does."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = {}
+    for name in ("config.yaml", *names):
+        update_config(config, yaml.safe_load((ROOT / "workflow/config" / name).read_text()))
+    return config
+
+
+def test_both_configs_declare_their_base_models_and_validate():
+    from snakemake.utils import validate
+
+    schema = str(ROOT / "workflow/schemas/config.schema.yaml")
+    real, demo = load_config(), load_config("demo.yaml")
+    validate(real, schema)
+    validate(demo, schema)
+    assert sorted(real["base_models"]) == ["gpt2", "smollm2-135m"]
+    assert real["base_models"]["gpt2"]["revision"] == "607a30d783dfa663caf39e06633721c8d4cfcd7e"
+    assert demo["base_models"]["tiny-gpt2"]["source"] == "config"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"source": "hub", "hub_id": "openai-community/gpt2", "revision": "main"},
+            "does not match",
+        ),
+        ({"source": "hub", "hub_id": "x", "revision": "0" * 40, "revison": "0"}, "revison"),
+        (
+            {"source": "config", "architecture": "gpt2", "model_config": {}},
+            "'tokenizer' is a required",
+        ),
+        (
+            {"source": "package", "package": "p", "version": "1", "member": "m.gguf"},
+            "'sha256' is a",
+        ),
+    ],
+)
+def test_schema_rejects_a_bad_base_model_entry(entry, message):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = load_config()
+    config["base_models"] = {"broken": entry}
+    with pytest.raises(WorkflowError, match=message):
+        validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))

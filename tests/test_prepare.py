@@ -136,32 +136,39 @@ def test_real_format_tables_follow_the_contract(tmp_path):
     assert re.search(row, markdown)
 
 
-BAD_LINES = {
-    "malformed_json": ('{"info": {"id": "t3_x"', None, "malformed JSON"),
-    "missing_field": (comparison(**{"info.title": None}), "info.title", "missing"),
-    "bad_choice": (comparison(choice=2), "choice", "expected 0 or 1, got 2"),
-    "empty_summary": (comparison(**{"summaries.1.text": "  \n"}), "summaries[1].text", "empty"),
-    "duplicate_comparison": (COMPARISON, "summaries", "already compared these two summaries"),
-    "bad_split": (comparison(split="test"), "split", "expected one of"),
-    "wrong_type": (comparison(choice="1"), "choice", "expected int, got str"),
-}
+BAD_LINES = {  # case: (line, field named in the error, message part, reason)
+    "malformed_json": ('{"info": {"id": "t3_x"', None, "malformed JSON", "malformed_json"),
+    "missing_field": (comparison(**{"info.title": None}), "info.title", "missing", "missing_field"),
+    "bad_choice": (comparison(choice=2), "choice", "expected 0 or 1, got 2", "bad_choice"),
+    "empty_summary": (
+        comparison(**{"summaries.1.text": "  \n"}), "summaries[1].text", "empty", "empty_summary"
+    ),
+    "duplicate_comparison": (
+        COMPARISON, "summaries", "already compared these two summaries", "duplicate_comparison"
+    ),
+    "bad_split": (comparison(split="test"), "split", "expected one of", "bad_split"),
+    "choice_type": (comparison(choice="1"), "choice", "expected int, got str", "wrong_type"),
+    "confidence_type": (
+        comparison(**{"extra.confidence": "high"}), "extra.confidence", "got str", "wrong_type"
+    ),
+}  # fmt: skip
 
 
-@pytest.mark.parametrize("reason", sorted(BAD_LINES))
-def test_bad_record_is_an_error_naming_file_line_and_field(tmp_path, reason):
-    line, field, message = BAD_LINES[reason]
+@pytest.mark.parametrize("case", sorted(BAD_LINES))
+def test_bad_record_is_an_error_naming_file_line_and_field(tmp_path, case):
+    line, field, message, reason = BAD_LINES[case]
     raw = write_raw(tmp_path / "raw", {BATCH: [COMPARISON, line]})
     with pytest.raises(BadRecordError) as error:
         prepare(raw, tmp_path / "out")
     text = str(error.value)
-    where = f"{BATCH}:2: field {field!r}" if field else f"{BATCH}:2:"
+    where = f"{BATCH}:2: field {field!r}: " if field else f"{BATCH}:2: "
     assert text.startswith(where)
     assert message in text and f"[{reason}]" in text and "on_bad_record: skip" in text
     assert not (tmp_path / "out").exists()
 
 
 def test_skip_counts_every_bad_record_and_keeps_the_good(tmp_path):
-    lines = [COMPARISON] + [BAD_LINES[reason][0] for reason in sorted(BAD_LINES)]
+    lines = [COMPARISON] + [BAD_LINES[case][0] for case in sorted(BAD_LINES)]
     raw = write_raw(
         tmp_path / "raw",
         {
@@ -174,16 +181,19 @@ def test_skip_counts_every_bad_record_and_keeps_the_good(tmp_path):
     tldr, batch = report["files"]
     assert (tldr["lines"], tldr["records"], tldr["skipped"]) == (3, 1, 2)
     assert tldr["skipped_by_reason"] == {"empty_summary": 1, "duplicate_post": 1}
-    assert (batch["lines"], batch["records"], batch["skipped"]) == (8, 1, 7)
-    assert batch["skipped_by_reason"] == {reason: 1 for reason in BAD_LINES}
-    assert len(report["skipped_examples"]) == 9
+    assert (batch["lines"], batch["records"], batch["skipped"]) == (9, 1, 8)
+    assert batch["skipped_by_reason"] == {
+        "bad_choice": 1, "bad_split": 1, "wrong_type": 2, "duplicate_comparison": 1,
+        "empty_summary": 1, "malformed_json": 1, "missing_field": 1,
+    }  # fmt: skip
+    assert len(report["skipped_examples"]) == 10
     assert report["skipped_examples"][2] == {
         "file": BATCH, "line": 2, "field": "choice", "reason": "bad_choice",
         "message": "expected 0 or 1, got 2",
     }  # fmt: skip
     assert len(pd.read_parquet(tmp_path / "out/comparisons.parquet")) == 1
     markdown = (tmp_path / "out/report.md").read_text()
-    assert "- bad_choice: 1" in markdown and "- duplicate_post: 1" in markdown
+    assert "- wrong_type: 2" in markdown and "- duplicate_post: 1" in markdown
 
 
 def test_same_pair_by_another_worker_is_not_a_duplicate(tmp_path):

@@ -106,7 +106,6 @@ def reward_model_scorer_params():
         "max_length": pretrained["max_length"],
     }
 
-
 # --- experiment: trainset, train, generate ---
 METHODS = config["methods"]
 # Every module of the methods package is imported (and registers itself) whenever one is used.

@@ -18,6 +18,8 @@ rule download:
         "logs/download/openai.log",
     benchmark:
         "benchmarks/download/openai.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/download.py"
 
@@ -35,6 +37,8 @@ rule generate:
         "logs/generate/synthetic.log",
     benchmark:
         "benchmarks/generate/synthetic.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/generate.py"
 
@@ -57,5 +61,7 @@ rule prepare:
         "logs/prepare/{source}.log",
     benchmark:
         "benchmarks/prepare/{source}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
     script:
         "../scripts/prepare.py"
