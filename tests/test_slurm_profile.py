@@ -20,7 +20,6 @@ SLURM_COMMANDS = ("sbatch", "squeue", "sacct", "sacctmgr", "sinfo", "scontrol", 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
     """Jobs of `snakemake -n --workflow-profile profiles/slurm`: (rule, resources, shell)."""
-    pytest.importorskip("snakemake_executor_plugin_slurm")
     fake_bin = tmp_path_factory.mktemp("fake_slurm")
     called = fake_bin / "called"
     for command in SLURM_COMMANDS:
