@@ -416,11 +416,11 @@ def merge_scored_shards(
     Rows come back in input order (shards are contiguous blocks, concatenated in shard order);
     counts add up, and the per-source summary is recomputed on the joined table.
     """
-    scored = merge_shards(shard_paths, output_path)
     reports = [json.loads(Path(path).read_text()) for path in report_paths]
     identities = {report["reward_model"] for report in reports}
     if len(identities) != 1:
         raise ValueError(f"shards were scored by different reward models: {sorted(identities)}")
+    scored = merge_shards(shard_paths, output_path)
     report = {
         "reward_model": reports[0]["reward_model"],
         "max_length": reports[0]["max_length"],
