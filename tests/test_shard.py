@@ -1,9 +1,9 @@
 """Sharded scoring and generation merge into exactly the single-job output.
 
-Each shard runs in its own CPU process, both at once, through the functions the shard rules
-call (`score_completions(..., shard=)`, `generate_method(..., shard=)`); the merge functions of
-the merge rules join them. Small batches make shards batch their rows differently from the
-single job, as they would on a cluster.
+Each shard runs in its own CPU process, both at once (the single job in the test's process),
+through the functions the shard rules call (`score_completions(..., shard=)`,
+`generate_method(..., shard=)`); the merge functions of the merge rules join them. Small batches
+make shards batch their rows differently from the single job, as they would on a cluster.
 """
 
 import json
@@ -126,7 +126,7 @@ score_completions(
 
 def test_shard_scoring_merges_into_the_single_process_output(world):
     code = SCORE.format(root=str(world), template=TEMPLATE)
-    run_in_processes(code, ["1-of-1"])
+    exec(code, {"SHARD": "1-of-1"})  # the single job, in this process
     items = [f"{i}-of-{SHARDS}" for i in range(1, SHARDS + 1)]
     run_in_processes(code, items)
 
@@ -168,7 +168,7 @@ generate_method(
 
 def test_shard_generation_merges_into_the_single_process_output(world):
     code = GENERATE.format(root=str(world), template=TEMPLATE)
-    run_in_processes(code, ["1-of-1"])
+    exec(code, {"SHARD": "1-of-1"})  # the single job, in this process
     items = [f"{i}-of-{SHARDS}" for i in range(1, SHARDS + 1)]
     run_in_processes(code, items)
 
