@@ -6,6 +6,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from rewardcond.distributed import plan_batches
 from rewardcond.generate import GenerateSettings
 from rewardcond.methods import available_methods, get_method
 from rewardcond.train import TrainSettings
@@ -41,7 +42,13 @@ def test_config_sections_build_every_settings_object(demo):
     train = {k: v for k, v in config["train"].items() if k not in ("overrides", "base_model")}
     for method in config["methods"]:
         settings = TrainSettings(**train | config["train"]["overrides"].get(method, {}))
-        assert settings.gradient_accumulation_steps(1) >= 1
+        plan = plan_batches(
+            settings.global_batch_size,
+            num_processes=1,
+            max_per_device_batch_size=settings.per_device_batch_size,
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        )
+        assert plan.gradient_accumulation_steps >= 1
     generate = {k: v for k, v in config["generate"].items() if k != "n_prompts"}
     GenerateSettings(**generate, max_prompt_tokens=config["trainset"]["max_prompt_tokens"])
     assert config["train"]["base_model"] == ("tiny-gpt2" if demo else "gpt2")

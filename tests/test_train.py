@@ -13,7 +13,7 @@ from rewardcond.trainset import TrainsetSettings, build_trainset
 
 SETTINGS = TrainSettings(
     learning_rate=1e-2,
-    batch_size=8,
+    global_batch_size=8,
     per_device_batch_size=4,
     max_steps=12,
     warmup_ratio=0.0,
@@ -122,7 +122,9 @@ def test_checkpoints_of_other_settings_are_discarded(world, tmp_path):
     assert manifest["resumed_from"] is None
 
 
-def test_global_batch_must_divide(world, tmp_path):
-    settings = TrainSettings(**{**SETTINGS.__dict__, "batch_size": 6})
-    with pytest.raises(ValueError, match="train.batch_size = 6 is not a multiple"):
+def test_batch_plan_that_does_not_divide_names_the_key(world, tmp_path):
+    settings = TrainSettings(
+        **{**SETTINGS.__dict__, "global_batch_size": 6, "gradient_accumulation_steps": 4}
+    )
+    with pytest.raises(ValueError, match=r"train\.gradient_accumulation_steps=4 does not divide"):
         _train(world, tmp_path, "sft", settings)

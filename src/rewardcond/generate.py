@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from rewardcond.artifacts import resolve_device, set_seed, write_parquet
 from rewardcond.batching import PromptTemplate, max_text_length
+from rewardcond.distributed import merge_shards, take_shard
 from rewardcond.generation import complete
 from rewardcond.methods import Method
 
@@ -72,12 +73,17 @@ def generate_method(
     settings: GenerateSettings,
     seed: int,
     device: str = "auto",
+    shard: str = "1-of-1",
 ) -> pd.DataFrame:
-    """Generate for every eval prompt x condition x sample; write and return the table."""
+    """Generate for every eval prompt x condition x sample; write and return the table.
+
+    `shard` ("<i>-of-<n>") generates for that contiguous block of prompts only;
+    `merge_generation_shards` joins the blocks into the single-job table.
+    """
     set_seed(seed)
     model, tokenizer = method.load_model(model_path)
     model.to(resolve_device(device)).eval()
-    prompts = pd.read_parquet(prompts_path)
+    prompts = take_shard(pd.read_parquet(prompts_path), shard)
     with open(targets_path, encoding="utf-8") as handle:
         targets = json.load(handle)
     conditions = method.conditions(targets)
@@ -139,3 +145,13 @@ def render_prompts(prompts: pd.DataFrame, tokenizer, template: PromptTemplate, b
         )
         for row in prompts.itertuples(index=False)
     ]
+
+
+def merge_generation_shards(shard_paths, output_path) -> pd.DataFrame:
+    """Join `generate_method` shards (split by prompt) into the single-job table.
+
+    A job writes pass by pass (target, sample), each pass over its prompts in order; the merge
+    puts every pass back together, prompts in their order. Greedy decoding gives the same
+    tokens either way; sampled text does not, as each job seeds its passes from the start.
+    """
+    return merge_shards(shard_paths, output_path, group_by=["target_name", "sample"])

@@ -10,6 +10,7 @@ batch times gradient accumulation times processes is derived from it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -21,7 +22,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from rewardcond.artifacts import (
     atomic_path,
@@ -32,6 +32,7 @@ from rewardcond.artifacts import (
     write_json,
 )
 from rewardcond.batching import RewardConditionedCollator, encode_example, max_text_length
+from rewardcond.distributed import last_checkpoint, launched_processes, plan_batches
 from rewardcond.methods import Method
 
 log = logging.getLogger(__name__)
@@ -43,17 +44,19 @@ FINGERPRINT = "fingerprint.json"
 class TrainSettings:
     """Optimisation settings (config section `train`, after the method's overrides).
 
-    batch_size: global batch (examples per optimizer step, over all processes).
-    per_device_batch_size: examples per forward pass on one device; gradient accumulation makes
-        up the rest, so results do not depend on how many processes ran them.
+    global_batch_size: examples per optimizer step, over all processes.
+    per_device_batch_size: at most this many examples per forward pass on one device; with
+        gradient_accumulation_steps (None: derived) they make up the global batch, so results
+        do not depend on how many processes ran them (`rewardcond.distributed.plan_batches`).
     epochs: passes over the training set; max_steps > 0 overrides it.
     save_steps: a checkpoint every this many optimizer steps (to resume after a crash).
     loss_on: `completion` (the prompt is context only) or `all`.
     """
 
     learning_rate: float = 5e-5
-    batch_size: int = 64
+    global_batch_size: int = 64
     per_device_batch_size: int = 16
+    gradient_accumulation_steps: int | None = None
     epochs: float = 1.0
     max_steps: int = -1
     lr_scheduler: str = "cosine"
@@ -65,17 +68,6 @@ class TrainSettings:
     logging_steps: int = 10
     loss_on: str = "completion"
     gradient_checkpointing: bool = False
-
-    def gradient_accumulation_steps(self, world_size: int) -> int:
-        """Accumulation steps that make `batch_size` from `per_device_batch_size` x processes."""
-        per_step = self.per_device_batch_size * world_size
-        if self.batch_size % per_step:
-            raise ValueError(
-                f"train.batch_size = {self.batch_size} is not a multiple of"
-                f" train.per_device_batch_size x processes = {self.per_device_batch_size} x"
-                f" {world_size}"
-            )
-        return self.batch_size // per_step
 
 
 class ExampleDataset(Dataset):
@@ -121,8 +113,14 @@ def train_method(
     settings and inputs. Returns the Trainer (its `state.log_history` holds the loss curve).
     """
     device = resolve_device(device)
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = settings.gradient_accumulation_steps(world_size)
+    world_size = launched_processes()
+    plan = plan_batches(
+        settings.global_batch_size,
+        num_processes=world_size,
+        max_per_device_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+    )
+    log.info("%s", plan)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     trainset = pd.read_parquet(trainset_path)
     if trainset.empty:
@@ -132,7 +130,8 @@ def train_method(
         "method_options": method.options(),
         "train": asdict(settings),
         "world_size": world_size,
-        "gradient_accumulation_steps": accumulation,
+        "per_device_train_batch_size": plan.per_device_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
         "device": device,
         "bf16": bf16,
         "rows": len(trainset),
@@ -141,8 +140,8 @@ def train_method(
 
     args = TrainingArguments(
         output_dir=checkpoint_dir,
-        per_device_train_batch_size=settings.per_device_batch_size,
-        gradient_accumulation_steps=accumulation,
+        per_device_train_batch_size=plan.per_device_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -183,10 +182,10 @@ def train_method(
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    last = get_last_checkpoint(checkpoint_dir) if Path(checkpoint_dir).is_dir() else None
+    last = last_checkpoint(checkpoint_dir)
     if last:
         log.info("resuming %s from %s", method.name, last)
-    result = trainer.train(resume_from_checkpoint=last)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective under FSDP
     if trainer.is_world_process_zero():
@@ -244,3 +243,46 @@ def plot_loss(curve: pd.DataFrame, path, *, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of the `train` rule, run once per process by `accelerate launch`.
+
+    `accelerate launch --num_processes N --module rewardcond.train --method scalar ...` starts N
+    copies; a Snakemake `script:` cannot be launched that way, so the rule passes its params as
+    arguments (dicts as JSON) and every copy calls `train_method` with them.
+    """
+    from rewardcond.methods import get_method
+
+    parser = argparse.ArgumentParser(prog="python -m rewardcond.train", description=__doc__)
+    parser.add_argument("--method", required=True, help="registered method name")
+    parser.add_argument("--method-options", type=json.loads, default={}, help="JSON object")
+    parser.add_argument("--trainset", required=True, help="trainset Parquet file")
+    parser.add_argument("--base", required=True, help="base model folder")
+    parser.add_argument("--output", required=True, help="final model folder")
+    parser.add_argument("--checkpoints", required=True, help="checkpoint folder (resumed)")
+    parser.add_argument("--settings", type=json.loads, required=True, help="TrainSettings JSON")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the whole job")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        torch.set_num_threads(max(1, args.threads // launched_processes()))
+    train_method(
+        get_method(args.method, args.method_options),
+        trainset_path=args.trainset,
+        base_path=args.base,
+        output_dir=args.output,
+        checkpoint_dir=args.checkpoints,
+        settings=TrainSettings(**args.settings),
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+if __name__ == "__main__":
+    main()

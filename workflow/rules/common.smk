@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
+import json
 import os
 import re
 from pathlib import Path
@@ -164,3 +165,24 @@ PUBLISHED_TABLES = ("summary", "correlation", "winrate", "comparisons")
 def gold_reward_file():
     """The synthetic world's gold function; the real data has none (an empty input)."""
     return "data/raw/synthetic/gold.jsonl" if SOURCE == "synthetic" else []
+# --- scale-out: launcher arguments and shards (README "Scaling up") ---
+
+
+# Scoring and generation run as independent shard jobs ("1-of-N" ...) merged in shard order;
+# `--set-scatter score=N` / `generate=N` overrides the config from a profile or the command line.
+scattergather:
+    score=config["scale"]["score_shards"],
+    generate=config["scale"]["generate_shards"],
+
+
+wildcard_constraints:
+    scatteritem=r"[0-9]+-of-[0-9]+",
+
+
+def command_line_json(function):
+    """A params function giving `function(wildcards)` as JSON, for a shell rule's arguments."""
+
+    def as_json(wildcards):
+        return json.dumps(function(wildcards), sort_keys=True)
+
+    return as_json

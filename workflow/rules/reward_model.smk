@@ -30,15 +30,18 @@ rule train_reward_model:
         "../scripts/train_reward_model.py"
 
 
+# Scoring is split into independent shard jobs ("1-of-N" ... "N-of-N", N = scale.score_shards or
+# `--set-scatter score=N`), each a contiguous block of rows on its own GPU; the merge restores the
+# single-job table exactly (README "Scaling up").
 rule score_completions:
     input:
         unpack(reward_model_input),
         completions=f"data/prepared/{SOURCE}/completions.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
-        library=library("reward_model", "scoring"),
+        library=library("distributed", "reward_model", "scoring"),
     output:
-        scored=f"{RESULTS}/scored/completions.parquet",
-        report=f"{RESULTS}/scored/report.json",
+        scored=f"{RESULTS}/scored/shards/completions.{{scatteritem}}.parquet",
+        report=f"{RESULTS}/scored/shards/report.{{scatteritem}}.json",
     params:
         scorer=reward_model_scorer_params(),
         on_empty=lookup(dpath="reward_model/on_empty", within=config),
@@ -48,13 +51,35 @@ rule score_completions:
     resources:
         gpu=1,
     log:
-        f"logs/score_completions/{RUN}.log",
+        f"logs/score_completions/{RUN}.{{scatteritem}}.log",
     benchmark:
-        f"benchmarks/score_completions/{RUN}.tsv"
+        f"benchmarks/score_completions/{RUN}.{{scatteritem}}.tsv"
     conda:
         "../envs/rewardcond.yaml"
     script:
         "../scripts/score_completions.py"
+
+
+localrules:
+    merge_scored_completions,
+
+
+rule merge_scored_completions:
+    input:
+        scored=gather.score(f"{RESULTS}/scored/shards/completions.{{scatteritem}}.parquet"),
+        reports=gather.score(f"{RESULTS}/scored/shards/report.{{scatteritem}}.json"),
+        library=library("distributed", "reward_model", "scoring"),
+    output:
+        scored=f"{RESULTS}/scored/completions.parquet",
+        report=f"{RESULTS}/scored/report.json",
+    log:
+        f"logs/merge_scored_completions/{RUN}.log",
+    benchmark:
+        f"benchmarks/merge_scored_completions/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/merge_scored_completions.py"
 
 
 rule reward_model_accuracy:

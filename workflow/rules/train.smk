@@ -6,23 +6,36 @@ rule train:
     input:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
         base=method_base_model,
-        library=library("batching", "generation", "modeling", "scalers", "train", *METHOD_MODULES),
+        accelerate_config=config["scale"]["accelerate_config"],
+        library=library(
+            "batching", "distributed", "generation", "modeling", "scalers", "train", *METHOD_MODULES
+        ),
     output:
         directory(f"{RESULTS}/models/{{method}}"),
     params:
-        method_options=method_options,
-        settings=train_settings,
+        method_options=command_line_json(method_options),
+        settings=command_line_json(train_settings),
         checkpoints=f"{RESULTS}/checkpoints/{{method}}",
         seed=config["seed"],
         device=config["device"],
     threads: workflow.cores
+    # One process per GPU. Snakemake lowers the request to what `--resources gpu=N` allows and
+    # the command launches that many; train.global_batch_size keeps the results the same.
     resources:
-        gpu=1,
+        gpu=config["scale"]["train_processes"],
     conda:
         "../envs/rewardcond.yaml"
     log:
         "logs/train/{method}.log",
     benchmark:
         "benchmarks/train/{method}.tsv"
-    script:
-        "../scripts/train.py"
+    # A shell command, not a script: `accelerate launch` starts one copy of the train command
+    # line per process, which a `script:` (run inside Snakemake's own Python) cannot be.
+    shell:
+        "accelerate launch --config_file {input.accelerate_config:q}"
+        " --num_processes {resources.gpu} --module rewardcond.train"
+        " --method {wildcards.method} --method-options {params.method_options:q}"
+        " --trainset {input.trainset:q} --base {input.base:q} --output {output:q}"
+        " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " > {log:q} 2>&1"

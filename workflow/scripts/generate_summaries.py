@@ -1,6 +1,7 @@
 import torch
 
 from rewardcond.artifacts import log_to_file
+from rewardcond.distributed import shard_device
 from rewardcond.generate import GenerateSettings, generate_method
 from rewardcond.methods import get_method
 
@@ -15,5 +16,6 @@ generate_method(
     template=snakemake.params.template,
     settings=GenerateSettings(**snakemake.params.settings),
     seed=snakemake.params.seed,
-    device=snakemake.params.device,
+    device=shard_device(snakemake.params.device, snakemake.wildcards.scatteritem),
+    shard=snakemake.wildcards.scatteritem,
 )

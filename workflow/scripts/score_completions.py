@@ -3,13 +3,14 @@
 import torch
 
 from rewardcond.artifacts import log_to_file
+from rewardcond.distributed import shard_device
 from rewardcond.scoring import load_scorer, score_completions
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 scorer = load_scorer(
     **snakemake.params.scorer,
-    device=snakemake.params.device,
+    device=shard_device(snakemake.params.device, snakemake.wildcards.scatteritem),
     batch_tokens=snakemake.params.batch_tokens,
     on_empty=snakemake.params.on_empty,
 )
@@ -19,4 +20,5 @@ score_completions(
     output_path=snakemake.output.scored,
     report_path=snakemake.output.report,
     scorer=scorer,
+    shard=snakemake.wildcards.scatteritem,
 )
