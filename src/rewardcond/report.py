@@ -290,15 +290,18 @@ def plot_calibration(summary: pd.DataFrame, reference_reward: float, path) -> No
     """Target vs achieved reward per conditioned method, with y = x; baselines as lines."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(7, 5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(summary["method"].unique())}
     conditioned = summary[summary["target_name"] != NO_TARGET]
     for method, rows in conditioned.groupby("method", sort=False):
         rows = rows.sort_values("target_reward")
-        line = axis.errorbar(
+        axis.errorbar(
             rows["target_reward"],
             rows["achieved_reward_mean"],
             yerr=_error(rows, "achieved_reward"),
             marker="o",
             capsize=3,
+            color=colors[method],
             label=method,
         )
         outside = rows[~rows["in_range"].fillna(False)]
@@ -307,11 +310,12 @@ def plot_calibration(summary: pd.DataFrame, reference_reward: float, path) -> No
             outside["achieved_reward_mean"],
             s=90,
             facecolors="white",
-            edgecolors=line[0].get_color(),
+            edgecolors=colors[method],
             zorder=3,
         )
     for method, rows in summary[summary["target_name"] == NO_TARGET].groupby("method", sort=False):
-        axis.axhline(rows["achieved_reward_mean"].iloc[0], linestyle=":", label=f"{method}")
+        mean = rows["achieved_reward_mean"].iloc[0]
+        axis.axhline(mean, linestyle=":", color=colors[method], label=method)
     axis.axhline(reference_reward, color="grey", linestyle="--", label="reference summaries")
     lows = np.nanmin([summary["achieved_reward_mean"].min(), conditioned["target_reward"].min()])
     highs = np.nanmax([summary["achieved_reward_mean"].max(), conditioned["target_reward"].max()])
