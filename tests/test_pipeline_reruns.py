@@ -1,0 +1,84 @@
+"""After a finished demo run, an edit reruns exactly the stages it affects.
+
+Needs a checkout in which `snakemake --cores 2 --configfile workflow/config/demo.yaml` has
+finished; CI runs the demo first and passes its folder as REWARDCOND_FINISHED_DEMO. Each test
+edits a fresh copy of it and asks Snakemake what a dry run would do.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FINISHED_DEMO = os.environ.get("REWARDCOND_FINISHED_DEMO")
+
+pytestmark = pytest.mark.skipif(
+    not FINISHED_DEMO,
+    reason="set REWARDCOND_FINISHED_DEMO to a checkout with a finished demo run (CI does)",
+)
+
+
+def jobs_to_run(workdir: Path, *configfiles: Path) -> dict[str, int]:
+    """The jobs a dry run would run, counted by rule (Snakemake's "Job stats" table)."""
+    command = [sys.executable, "-m", "snakemake", "--dry-run", "--quiet", "rules"]
+    command += ["--configfile", "workflow/config/demo.yaml", *map(str, configfiles)]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=True)
+    rows = re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE)
+    return {rule: int(count) for rule, count in rows if rule not in ("job", "total")}
+
+
+@pytest.fixture
+def demo(tmp_path) -> Path:
+    copy = tmp_path / "checkout"
+    shutil.copytree(FINISHED_DEMO, copy, symlinks=True, ignore=shutil.ignore_patterns("logs"))
+    assert jobs_to_run(copy) == {}, f"the demo run in {FINISHED_DEMO} is not finished"
+    return copy
+
+
+def n_methods(demo: Path) -> int:
+    return len(list((demo / "results/demo/generations").glob("*.parquet")))
+
+
+def edit(module: Path) -> None:
+    # Snakemake compares checksums of small inputs, so a mere `touch` is (rightly) no edit.
+    module.write_text(module.read_text() + "\n# an edit\n")
+
+
+def test_editing_the_report_module_reruns_only_publishing(demo):
+    edit(demo / "src/rewardcond/report.py")
+    assert jobs_to_run(demo) == {"publish": 1, "all": 1}
+
+
+def test_editing_the_evaluation_module_reruns_evaluation_and_publishing(demo):
+    edit(demo / "src/rewardcond/evaluation.py")
+    assert jobs_to_run(demo) == {
+        "evaluate": n_methods(demo),
+        "score_references": 1,
+        "publish": 1,
+        "all": 1,
+    }
+
+
+def test_changing_a_publishing_parameter_reruns_only_publishing(demo, tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("evaluate:\n  bootstrap_samples: 999\n")
+    assert jobs_to_run(demo, override) == {"publish": 1, "all": 1}
+
+
+def test_changing_the_learning_rate_reruns_training_and_what_follows_only(demo, tmp_path):
+    override = tmp_path / "override.yaml"
+    override.write_text("train:\n  learning_rate: 0.001\n")
+    jobs = jobs_to_run(demo, override)
+    assert set(jobs) == {
+        "train",
+        "generate_summaries",
+        "merge_generations",
+        "evaluate",
+        "publish",
+        "all",
+    }
+    assert jobs["evaluate"] == jobs["merge_generations"] == n_methods(demo)
