@@ -10,6 +10,9 @@ configfile: "workflow/config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/trainset.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
 
 
 rule all:

@@ -1,8 +1,18 @@
-"""Shared fixtures: a tiny byte-level BPE tokenizer trained offline, so no test needs the hub."""
+"""Shared fixtures: a tiny byte-level BPE tokenizer trained offline (no test needs the hub) and
+tiny random models of several families for the model invariant tests."""
 
 import pytest
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 
 CORPUS = [
     "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans\n\nPOST: We share a flat. "
@@ -36,3 +46,93 @@ def build_tiny_tokenizer(vocab_size: int = 320) -> PreTrainedTokenizerFast:
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level BPE (vocab ~320) with pad = eos, as GPT-2 is usually set up."""
     return build_tiny_tokenizer()
+
+
+# Model families for the invariant tests. Each factory takes the shared tiny tokenizer and returns
+# (base causal LM, tokenizer to use with it); a family with its own tokenizer (e.g. a real
+# checkpoint folder) returns that one instead. Add a family by adding an entry here.
+# Large, so that a misplaced position or mask shows: at 0.2 ignoring left padding in the positions
+# moves logits by 1 to 6 while fp32 noise from batching stays below 4e-6 (all three families).
+INIT_RANGE = 0.2
+
+
+def tiny_gpt2(tokenizer, **overrides):
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=128,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        initializer_range=INIT_RANGE,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **overrides,
+    )
+    return GPT2LMHeadModel(config), tokenizer
+
+
+def tiny_gpt_neox(tokenizer, **overrides):
+    config = GPTNeoXConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        initializer_range=INIT_RANGE,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **overrides,
+    )
+    return GPTNeoXForCausalLM(config), tokenizer
+
+
+def tiny_llama(tokenizer, **overrides):
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=128,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        initializer_range=INIT_RANGE,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **overrides,
+    )
+    return LlamaForCausalLM(config), tokenizer
+
+
+MODEL_FAMILIES = {"gpt2": tiny_gpt2, "gpt_neox": tiny_gpt_neox, "llama": tiny_llama}
+
+
+@pytest.fixture(params=sorted(MODEL_FAMILIES))
+def family(request):
+    """Name of a model family from MODEL_FAMILIES (tests using it run once per family)."""
+    return request.param
+
+
+@pytest.fixture
+def base_and_tokenizer(family, tiny_tokenizer):
+    """A fresh, seeded base causal LM of `family` (fp32, CPU, eval mode) and its tokenizer."""
+    torch.manual_seed(0)
+    base, tokenizer = MODEL_FAMILIES[family](tiny_tokenizer)
+    return base.eval(), tokenizer
+
+
+@pytest.fixture
+def conditioned(base_and_tokenizer):
+    """(RewardConditionedLM wrapping the family's base with an identity scaler, tokenizer)."""
+    from rewardcond import RewardConditionedLM
+
+    base, tokenizer = base_and_tokenizer
+    model = RewardConditionedLM.from_base(base).eval()
+    # A large reward map too, so that the slot visibly matters.
+    torch.nn.init.normal_(model.reward_embedding.weight, std=INIT_RANGE)
+    torch.nn.init.normal_(model.reward_embedding.bias, std=INIT_RANGE)
+    return model, tokenizer

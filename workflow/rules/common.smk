@@ -1,5 +1,6 @@
 # Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
 import os
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -29,4 +30,54 @@ def library(*modules):
 
 def all_outputs():
     """Every final target of the configured run; `rule all` asks for these."""
-    return []
+    return [
+        *expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS),
+    ]
+
+
+# --- experiment: trainset, train, generate ---
+METHODS = config["methods"]
+# Every module of the methods package is imported (and registers itself) whenever one is used.
+METHOD_MODULES = [
+    f"methods/{path.stem}"
+    for path in sorted(Path(workflow.basedir, "src/rewardcond/methods").glob("*.py"))
+]
+
+
+wildcard_constraints:
+    method="|".join(re.escape(method) for method in METHODS),
+
+
+def method_options(wildcards):
+    """The `method_options.<method>` mapping (keyword arguments of the method's class)."""
+    return config.get("method_options", {}).get(wildcards.method, {})
+
+
+def method_train_config(method):
+    """The `train` section with the method's `train.overrides.<method>` applied."""
+    section = {key: value for key, value in config["train"].items() if key != "overrides"}
+    return section | config["train"].get("overrides", {}).get(method, {})
+
+
+def train_settings(wildcards):
+    """The optimisation settings of a method (`TrainSettings` keyword arguments)."""
+    section = method_train_config(wildcards.method)
+    del section["base_model"]
+    return section
+
+
+def method_base_model(wildcards):
+    """The base model folder a method starts from."""
+    return f"data/models/{method_train_config(wildcards.method)['base_model']}"
+
+
+def trainset_settings():
+    """The `trainset` section without its `targets` (`TrainsetSettings` keyword arguments)."""
+    return {key: value for key, value in config["trainset"].items() if key != "targets"}
+
+
+def generate_settings():
+    """Decoding settings (`GenerateSettings` keyword arguments); prompts are shortened to the
+    same length as in training."""
+    section = {key: value for key, value in config["generate"].items() if key != "n_prompts"}
+    return section | {"max_prompt_tokens": config["trainset"]["max_prompt_tokens"]}

@@ -1,0 +1,515 @@
+"""Parse and validate raw TL;DR feedback files into the prepared Parquet tables.
+
+Input is a raw folder laid out like OpenAI's blob storage, with the `manifest.json` that the
+download (or the synthetic generator) wrote: `dataset/comparisons/*.json` (one comparison per
+line) and `datasets/tldr_3_filtered/{train,valid,test}.jsonl` (one post with its reference
+summary per line). Output, under `out_dir`: `posts.parquet`, `comparisons.parquet`,
+`completions.parquet`, `report.json` and `report.md` (columns in the module constants below).
+
+Every record is validated; a bad one (malformed JSON, missing field, wrong type, `choice` not in
+{0, 1}, unknown split, empty summary, duplicate comparison or post) is an error naming the file,
+the line and the field, or with `on_bad_record="skip"` is skipped and counted in the report.
+Summary texts are stripped and given one leading space, as completions of the prompt's "TL;DR:".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rewardcond.artifacts import sha256_file, write_json, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+ON_BAD_RECORD = ("error", "skip")
+COMPARISON_SPLITS = ("train", "valid1", "valid2")
+TLDR_SPLITS = ("train", "valid", "test")
+POST_COLUMNS = ["post_id", "subreddit", "title", "post", "reference", "split", "comparison_split"]
+COMPARISON_COLUMNS = [
+    "post_id",
+    "summary_0",
+    "summary_1",
+    "policy_0",
+    "policy_1",
+    "choice",
+    "split",
+    "worker",
+    "batch",
+    "confidence",
+]
+COMPLETION_COLUMNS = ["completion_id", "post_id", "text", "policy", "source", "split"]
+MAX_EXAMPLES = 20
+
+
+class BadRecordError(ValueError):
+    """A raw record that fails validation (raised when `on_bad_record="error"`)."""
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, field: str | None, message: str):
+        super().__init__(message)
+        self.reason, self.field, self.message = reason, field, message
+
+
+@dataclass
+class _FileStats:
+    file: str
+    kind: str
+    lines: int = 0
+    records: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+
+class _Records:
+    """Routes bad records to an error or to the skip counts, and keeps a few examples."""
+
+    def __init__(self, on_bad_record: str):
+        if on_bad_record not in ON_BAD_RECORD:
+            raise ValueError(f"on_bad_record={on_bad_record!r}; expected one of {ON_BAD_RECORD}")
+        self.on_bad_record = on_bad_record
+        self.examples: list[dict[str, Any]] = []
+
+    def bad(self, stats: _FileStats, line_no: int, bad: _Bad) -> None:
+        where = (
+            f"{stats.file}:{line_no}: field {bad.field!r}"
+            if bad.field
+            else (f"{stats.file}:{line_no}")
+        )
+        if self.on_bad_record == "error":
+            raise BadRecordError(
+                f"{where}: {bad.message} [{bad.reason}]. Fix the file, or set "
+                "data.on_bad_record: skip to skip and count such records."
+            )
+        stats.skipped[bad.reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(
+                {
+                    "file": stats.file,
+                    "line": line_no,
+                    "field": bad.field,
+                    "reason": bad.reason,
+                    "message": bad.message,
+                }
+            )
+
+
+def _parse(line: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        message = f"malformed JSON ({error.msg}, column {error.colno})"
+        raise _Bad("malformed_json", None, message) from None
+    if not isinstance(record, dict):
+        raise _Bad("malformed_json", None, f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _get(mapping: dict, key: str, kind: type | tuple[type, ...], name: str) -> Any:
+    """`mapping[key]`, required and of type `kind` (`name` is the dotted field for messages)."""
+    if key not in mapping or mapping[key] is None:
+        raise _Bad("missing_field", name, "missing (or null)")
+    value = mapping[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise _Bad("wrong_type", name, f"expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _summary_text(text: str, name: str) -> str:
+    text = text.strip()
+    if not text:
+        raise _Bad("empty_summary", name, "empty summary text")
+    return " " + text
+
+
+def _post_fields(info: dict, prefix: str) -> tuple[str, str, str]:
+    """(subreddit, title, post) of a TL;DR post, or (site, title, article) of a CNN/DM article."""
+    if "post" not in info and "article" in info:
+        return (
+            _get(info, "site", str, f"{prefix}site"),
+            _get(info, "title", str, f"{prefix}title"),
+            _get(info, "article", str, f"{prefix}article"),
+        )
+    return (
+        _get(info, "subreddit", str, f"{prefix}subreddit"),
+        _get(info, "title", str, f"{prefix}title"),
+        _get(info, "post", str, f"{prefix}post"),
+    )
+
+
+@dataclass
+class _Posts:
+    """Posts by id, in order of first appearance, with where they were seen."""
+
+    info: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    reference: dict[str, str] = field(default_factory=dict)
+    split: dict[str, str] = field(default_factory=dict)
+    comparison_splits: dict[str, set[str]] = field(default_factory=dict)
+    conflicts: int = 0
+
+    def see(self, post_id: str, fields: tuple[str, str, str]) -> None:
+        known = self.info.setdefault(post_id, fields)
+        if known is not fields and known != fields:
+            self.conflicts += 1
+
+
+def _read_tldr(path: Path, name: str, split: str, posts: _Posts, records: _Records) -> _FileStats:
+    stats = _FileStats(name, "posts")
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1):
+            stats.lines += 1
+            try:
+                record = _parse(line)
+                post_id = _get(record, "id", str, "id")
+                fields = _post_fields(record, "")
+                reference = _summary_text(_get(record, "summary", str, "summary"), "summary")
+                if post_id in posts.split:
+                    raise _Bad(
+                        "duplicate_post",
+                        "id",
+                        f"post {post_id!r} already listed in "
+                        f"tldr_3_filtered ({posts.split[post_id]})",
+                    )
+            except _Bad as bad:
+                records.bad(stats, line_no, bad)
+                continue
+            posts.see(post_id, fields)
+            posts.reference[post_id] = reference
+            posts.split[post_id] = split
+            stats.records += 1
+    return stats
+
+
+def _read_comparisons(
+    path: Path, name: str, posts: _Posts, records: _Records, columns: dict[str, list], seen: set
+) -> _FileStats:
+    stats = _FileStats(name, "comparisons")
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1):
+            stats.lines += 1
+            try:
+                record = _parse(line)
+                info = _get(record, "info", dict, "info")
+                post_id = _get(info, "id", str, "info.id")
+                fields = _post_fields(info, "info.")
+                summaries = _get(record, "summaries", list, "summaries")
+                if len(summaries) != 2:
+                    raise _Bad(
+                        "wrong_type", "summaries", f"expected 2 summaries, got {len(summaries)}"
+                    )
+                texts, policies = [], []
+                for i, summary in enumerate(summaries):
+                    if not isinstance(summary, dict):
+                        raise _Bad("wrong_type", f"summaries[{i}]", "expected an object")
+                    text = _get(summary, "text", str, f"summaries[{i}].text")
+                    texts.append(_summary_text(text, f"summaries[{i}].text"))
+                    policies.append(_get(summary, "policy", str, f"summaries[{i}].policy"))
+                choice = _get(record, "choice", int, "choice")
+                if choice not in (0, 1):
+                    raise _Bad("bad_choice", "choice", f"expected 0 or 1, got {choice}")
+                split = _get(record, "split", str, "split")
+                if split not in COMPARISON_SPLITS:
+                    raise _Bad(
+                        "bad_split", "split", f"expected one of {COMPARISON_SPLITS}, got {split!r}"
+                    )
+                worker = _get(record, "worker", str, "worker")
+                batch = _get(record, "batch", str, "batch")
+                extra = record.get("extra") or {}
+                confidence = extra.get("confidence") if isinstance(extra, dict) else None
+                if confidence is not None and (
+                    isinstance(confidence, bool) or not isinstance(confidence, int | float)
+                ):
+                    raise _Bad(
+                        "wrong_type",
+                        "extra.confidence",
+                        f"expected a number or null, got {type(confidence).__name__}",
+                    )
+                key = (post_id, worker, frozenset(zip(policies, texts, strict=True)))
+                if key in seen:
+                    raise _Bad(
+                        "duplicate_comparison",
+                        "summaries",
+                        f"worker {worker!r} already "
+                        f"compared these two summaries of post {post_id!r}",
+                    )
+            except _Bad as bad:
+                records.bad(stats, line_no, bad)
+                continue
+            seen.add(key)
+            posts.see(post_id, fields)
+            posts.comparison_splits.setdefault(post_id, set()).add(split)
+            for column, value in zip(
+                COMPARISON_COLUMNS,
+                (
+                    post_id,
+                    *texts,
+                    *policies,
+                    choice,
+                    split,
+                    worker,
+                    batch,
+                    np.nan if confidence is None else float(confidence),
+                ),
+                strict=True,
+            ):
+                columns[column].append(value)
+            stats.records += 1
+    return stats
+
+
+def completion_id(post_id: str, policy: str, text: str) -> str:
+    """Stable 16-hex id of a (post, policy, text) completion."""
+    return hashlib.sha256(f"{post_id}\x1f{policy}\x1f{text}".encode()).hexdigest()[:16]
+
+
+def _verify(raw_dir: Path, name: str, entry: dict) -> Path:
+    path = raw_dir / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: listed in {raw_dir / 'manifest.json'} but missing")
+    size = path.stat().st_size
+    if "size" in entry and size != entry["size"]:
+        raise ValueError(f"{path}: {size} bytes, but the manifest says {entry['size']}")
+    if "sha256" in entry and sha256_file(path) != entry["sha256"]:
+        raise ValueError(f"{path}: sha256 differs from the manifest's {entry['sha256']}")
+    return path
+
+
+def _most_held_out(splits: set[str] | None) -> str | None:
+    """A post compared in several splits counts as the most held-out of them (no eval leakage)."""
+    return max(splits, key=COMPARISON_SPLITS.index) if splits else None
+
+
+def prepare(
+    raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *, on_bad_record: str = "error"
+) -> dict[str, Any]:
+    """Validate the raw files listed in `raw_dir/manifest.json`; write the tables and a report.
+
+    Returns the report (also written as `report.json` and `report.md`). For a synthetic world the
+    report holds `bayes_optimal_accuracy` per comparison split (from its gold and label
+    temperature) and `gold_label_agreement` (share of labels that prefer the higher gold).
+    """
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    records = _Records(on_bad_record)
+    manifest = json.loads((raw_dir / "manifest.json").read_text(encoding="utf-8"))
+    posts = _Posts()
+    columns: dict[str, list] = {c: [] for c in COMPARISON_COLUMNS}
+    seen: set = set()
+    stats = []
+    names = list(manifest["files"])
+    tldr = [n for n in names if n.startswith("datasets/tldr_3_filtered/")]
+    comparison_files = [n for n in names if n.startswith("dataset/comparisons/")]
+    for name in tldr:
+        split = Path(name).stem
+        if split not in TLDR_SPLITS:
+            raise ValueError(
+                f"{raw_dir / name}: unknown tldr_3_filtered split {split!r}; "
+                f"expected one of {TLDR_SPLITS}"
+            )
+        path = _verify(raw_dir, name, manifest["files"][name])
+        stats.append(_read_tldr(path, name, split, posts, records))
+    for name in comparison_files:
+        path = _verify(raw_dir, name, manifest["files"][name])
+        stats.append(_read_comparisons(path, name, posts, records, columns, seen))
+    del seen
+
+    comparisons = pd.DataFrame(columns, columns=COMPARISON_COLUMNS).astype(
+        {"choice": "int64", "confidence": "float64"}
+    )
+    ids = list(posts.info)
+    post_frame = pd.DataFrame(
+        {
+            "post_id": ids,
+            "subreddit": [posts.info[i][0] for i in ids],
+            "title": [posts.info[i][1] for i in ids],
+            "post": [posts.info[i][2] for i in ids],
+            "reference": [posts.reference.get(i) for i in ids],
+            "split": [posts.split.get(i) for i in ids],
+            "comparison_split": [_most_held_out(posts.comparison_splits.get(i)) for i in ids],
+        },
+        columns=POST_COLUMNS,
+    )
+    completions = _completions(comparisons, post_frame)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_parquet(out_dir / "posts.parquet", post_frame)
+    write_parquet(out_dir / "comparisons.parquet", comparisons)
+    write_parquet(out_dir / "completions.parquet", completions)
+    report = _report(
+        manifest,
+        raw_dir,
+        on_bad_record,
+        stats,
+        records,
+        posts,
+        post_frame,
+        comparisons,
+        completions,
+    )
+    write_json(out_dir / "report.json", report)
+    write_text(out_dir / "report.md", _report_markdown(report))
+    log.info(
+        "prepared %d posts, %d comparisons, %d completions into %s",
+        len(post_frame),
+        len(comparisons),
+        len(completions),
+        out_dir,
+    )
+    return report
+
+
+def _completions(comparisons: pd.DataFrame, posts: pd.DataFrame) -> pd.DataFrame:
+    parts = [
+        pd.DataFrame(
+            {
+                "post_id": comparisons["post_id"],
+                "text": comparisons[f"summary_{i}"],
+                "policy": comparisons[f"policy_{i}"],
+                "source": "comparison",
+                "split": comparisons["split"],
+            }
+        )
+        for i in (0, 1)
+    ]
+    with_reference = posts[posts["reference"].notna()]
+    parts.append(
+        pd.DataFrame(
+            {
+                "post_id": with_reference["post_id"],
+                "text": with_reference["reference"],
+                "policy": "reference",
+                "source": "reference",
+                "split": with_reference["split"],
+            }
+        )
+    )
+    frame = pd.concat(parts, ignore_index=True).drop_duplicates(["post_id", "policy", "text"])
+    frame.insert(
+        0,
+        "completion_id",
+        [
+            completion_id(p, q, t)
+            for p, q, t in zip(frame["post_id"], frame["policy"], frame["text"], strict=True)
+        ],
+    )
+    return frame.reset_index(drop=True)[COMPLETION_COLUMNS]
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts(dropna=False).sort_index().items()}
+
+
+def _report(
+    manifest, raw_dir, on_bad_record, stats, records, posts, post_frame, comparisons, completions
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "source": manifest.get("source"),
+        "raw_dir": str(raw_dir),
+        "on_bad_record": on_bad_record,
+        "files": [
+            {
+                "file": s.file,
+                "kind": s.kind,
+                "lines": s.lines,
+                "records": s.records,
+                "skipped": int(sum(s.skipped.values())),
+                "skipped_by_reason": dict(s.skipped),
+            }
+            for s in stats
+        ],
+        "skipped_examples": records.examples,
+        "posts": len(post_frame),
+        "posts_by_split": _counts(post_frame["split"].fillna("none")),
+        "posts_by_comparison_split": _counts(post_frame["comparison_split"].fillna("none")),
+        "posts_with_conflicting_text": posts.conflicts,
+        "posts_in_several_comparison_splits": sum(
+            len(s) > 1 for s in posts.comparison_splits.values()
+        ),
+        "comparisons": len(comparisons),
+        "comparisons_by_split": _counts(comparisons["split"]),
+        "completions": len(completions),
+        "completions_by_source": _counts(completions["source"]),
+        "policies": _counts(completions["policy"]),
+    }
+    if "world" in manifest:
+        report |= _gold_figures(raw_dir, manifest, comparisons)
+    return report
+
+
+def _gold_figures(raw_dir: Path, manifest: dict, comparisons: pd.DataFrame) -> dict[str, Any]:
+    from rewardcond.data.synthetic import GoldReward, bayes_optimal_accuracy
+
+    gold = GoldReward.load(raw_dir / "gold.jsonl")
+    temperature = manifest["world"]["label_temperature"]
+    frame = comparisons[["split", "choice"]].copy()
+    frame["gold_0"] = gold.score(comparisons["post_id"].tolist(), comparisons["summary_0"].tolist())
+    frame["gold_1"] = gold.score(comparisons["post_id"].tolist(), comparisons["summary_1"].tolist())
+    accuracy, agreement = {}, {}
+    for split, part in [("all", frame), *frame.groupby("split")]:
+        accuracy[split] = bayes_optimal_accuracy(part["gold_0"], part["gold_1"], temperature)
+        decided = part[part["gold_0"] != part["gold_1"]]
+        preferred = (decided["gold_1"] > decided["gold_0"]).astype(int)
+        agreement[split] = float((preferred == decided["choice"]).mean())
+    return {
+        "label_temperature": temperature,
+        "bayes_optimal_accuracy": accuracy,
+        "gold_label_agreement": agreement,
+        "gold_ties": int((frame["gold_0"] == frame["gold_1"]).sum()),
+    }
+
+
+def _report_markdown(report: dict[str, Any]) -> str:
+    files = pd.DataFrame(report["files"]).drop(columns="skipped_by_reason")
+    lines = [
+        f"# Prepare report ({report['source']})",
+        "",
+        f"Raw folder `{report['raw_dir']}`, on_bad_record: `{report['on_bad_record']}`.",
+        "",
+        "## Files",
+        "",
+        files.to_markdown(index=False),
+        "",
+        "## Output",
+        "",
+        f"- posts: {report['posts']} by split {report['posts_by_split']}, by comparison split "
+        f"{report['posts_by_comparison_split']}",
+        f"- comparisons: {report['comparisons']} by split {report['comparisons_by_split']}",
+        f"- completions: {report['completions']} by source {report['completions_by_source']}",
+        f"- posts whose text differs between files (first kept): "
+        f"{report['posts_with_conflicting_text']}",
+        f"- posts compared in several splits (counted as the most held-out): "
+        f"{report['posts_in_several_comparison_splits']}",
+    ]
+    skipped = sum((Counter(entry["skipped_by_reason"]) for entry in report["files"]), Counter())
+    lines += ["", "## Skipped records", ""]
+    lines += [f"- {reason}: {n}" for reason, n in sorted(skipped.items())] or ["None."]
+    if report["skipped_examples"]:
+        lines += ["", pd.DataFrame(report["skipped_examples"]).to_markdown(index=False)]
+    if "bayes_optimal_accuracy" in report:
+        table = pd.DataFrame(
+            {
+                "bayes_optimal_accuracy": report["bayes_optimal_accuracy"],
+                "gold_label_agreement": report["gold_label_agreement"],
+            }
+        )
+        lines += [
+            "",
+            "## Synthetic world",
+            "",
+            f"Labels are Bradley-Terry draws on gold with temperature "
+            f"{report['label_temperature']}. The Bayes-optimal accuracy is the expected accuracy "
+            "of a predictor that knows gold; the agreement is the share of labels (gold ties "
+            f"excluded: {report['gold_ties']}) that chose the higher-gold summary.",
+            "",
+            table.rename_axis("split").to_markdown(floatfmt=".4f"),
+        ]
+    return "\n".join(lines) + "\n"

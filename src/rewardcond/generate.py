@@ -1,0 +1,141 @@
+"""Generate summaries of the evaluation prompts with a trained method, at each of its conditions.
+
+A reward-conditioned method makes one pass per target reward of `targets.json`; a baseline makes
+one pass with no target (`target_name` "none", `target_reward` NaN). Every pass sees the same
+prompts and, when sampling, the same seeds, so that targets differ only in the target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rewardcond.artifacts import resolve_device, set_seed, write_parquet
+from rewardcond.batching import PromptTemplate, max_text_length
+from rewardcond.generation import complete
+from rewardcond.methods import Method
+
+log = logging.getLogger(__name__)
+
+GENERATION_COLUMNS = [
+    "method",
+    "post_id",
+    "target_name",
+    "target_reward",
+    "sample",
+    "text",
+    "n_tokens",
+    "finished",
+    "n_candidates",
+]
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Decoding settings (config section `generate`).
+
+    max_new_tokens: generation stops at EOS or after this many tokens.
+    do_sample: sample (with temperature, top_p) instead of greedy decoding.
+    num_samples: completions per prompt and condition (1 when greedy).
+    max_prompt_tokens: prompts longer than this have their post body shortened.
+    """
+
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    num_samples: int = 1
+    batch_size: int = 16
+    max_prompt_tokens: int = 512
+
+    def __post_init__(self) -> None:
+        if self.num_samples > 1 and not self.do_sample:
+            raise ValueError(
+                f"generate.num_samples = {self.num_samples} with greedy decoding gives identical"
+                " samples; set generate.do_sample: true or num_samples: 1"
+            )
+
+
+def generate_method(
+    method: Method,
+    *,
+    model_path: str,
+    prompts_path: str,
+    targets_path: str,
+    output_path: str,
+    template: str,
+    settings: GenerateSettings,
+    seed: int,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Generate for every eval prompt x condition x sample; write and return the table."""
+    set_seed(seed)
+    model, tokenizer = method.load_model(model_path)
+    model.to(resolve_device(device)).eval()
+    prompts = pd.read_parquet(prompts_path)
+    with open(targets_path, encoding="utf-8") as handle:
+        targets = json.load(handle)
+    conditions = method.conditions(targets)
+    prefix_tokens = max(len(tokenizer(c.prefix)["input_ids"]) for c in conditions)
+    budget = min(settings.max_prompt_tokens, max_text_length(model) - settings.max_new_tokens)
+    rendered = render_prompts(prompts, tokenizer, PromptTemplate(template), budget - prefix_tokens)
+
+    rows = []
+    passes = [(c, s) for c in conditions for s in range(settings.num_samples)]
+    for condition, sample in tqdm(passes, desc=f"generate {method.name}", unit="pass"):
+        prefixed = [condition.prefix + prompt for prompt in rendered]
+        rewards = None
+        if not math.isnan(condition.target_reward):
+            rewards = [condition.target_reward] * len(prefixed)
+        completions = complete(
+            model,
+            tokenizer,
+            prefixed,
+            rewards,
+            max_new_tokens=settings.max_new_tokens,
+            do_sample=settings.do_sample,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            batch_size=settings.batch_size,
+            seed=seed + sample,
+        )
+        for post_id, completion in zip(prompts["post_id"], completions, strict=True):
+            rows.append(
+                {
+                    "method": method.name,
+                    "post_id": post_id,
+                    "target_name": condition.name,
+                    "target_reward": condition.target_reward,
+                    "sample": sample,
+                    "text": completion.text,
+                    "n_tokens": len(completion.token_ids),
+                    "finished": completion.finished,
+                    "n_candidates": 1,
+                }
+            )
+    table = pd.DataFrame(rows, columns=GENERATION_COLUMNS).astype(
+        {
+            "target_reward": "float64",
+            "sample": "int64",
+            "n_tokens": "int64",
+            "n_candidates": "int64",
+        }
+    )
+    write_parquet(output_path, table)
+    log.info("%s: %d generations over %d conditions", method.name, len(table), len(conditions))
+    return table
+
+
+def render_prompts(prompts: pd.DataFrame, tokenizer, template: PromptTemplate, budget: int):
+    """The prompt text of each eval post, its body shortened to `budget` tokens."""
+    return [
+        template.render_truncated(
+            tokenizer, budget, subreddit=row.subreddit, title=row.title, post=row.post
+        )
+        for row in prompts.itertuples(index=False)
+    ]

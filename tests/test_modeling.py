@@ -1,0 +1,452 @@
+"""Exact invariants of RewardConditionedLM, for every family in conftest.MODEL_FAMILIES.
+
+CPU, fp32, greedy, tiny random models with a large initializer range (so a misplaced position,
+mask or label shows up as a large difference).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForCausalLM
+
+from rewardcond import RewardConditionedConfig, RewardConditionedLM
+from rewardcond.batching import RewardConditionedCollator, encode_example
+from rewardcond.scalers import load_scaler, make_scaler
+
+TOLERANCE = 1e-5
+TEXTS = [
+    "SUBREDDIT: r/personalfinance\n\nTITLE: Paying off debt\n\nTL;DR:",
+    "TITLE: My roommate",
+    "the quick brown fox jumps",
+]
+REWARDS = torch.tensor([0.5, -1.0, 2.0])
+
+
+def encode(tokenizer, texts=TEXTS):
+    return [tokenizer(text)["input_ids"] for text in texts]
+
+
+def pad(rows, pad_id, side):
+    """input_ids, attention_mask and text position ids (0 = first real token) for a padded batch."""
+    width = max(map(len, rows))
+    input_ids = torch.full((len(rows), width), pad_id)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        where = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        input_ids[i, where] = torch.tensor(row)
+        attention_mask[i, where] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids, attention_mask, position_ids
+
+
+def real_part(tensor, attention_mask, row):
+    return tensor[row][attention_mask[row].bool()]
+
+
+@pytest.mark.parametrize("explicit_positions", [False, True], ids=["derived", "explicit"])
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_padding_does_not_change_logits(conditioned, explicit_positions, attn_implementation):
+    model, tokenizer = conditioned
+    model.set_attn_implementation(attn_implementation)
+    assert model.language_model.config._attn_implementation == attn_implementation
+    rows = encode(tokenizer)
+    with torch.no_grad():
+        alone = [
+            model(torch.tensor([row]), target_rewards=REWARDS[i : i + 1]).logits[0]
+            for i, row in enumerate(rows)
+        ]
+        for side in ("left", "right"):
+            input_ids, attention_mask, position_ids = pad(rows, tokenizer.pad_token_id, side)
+            logits = model(
+                input_ids,
+                attention_mask=attention_mask,
+                target_rewards=REWARDS,
+                position_ids=position_ids if explicit_positions else None,
+            ).logits
+            assert logits.shape == (*input_ids.shape, len(tokenizer))
+            for i, expected in enumerate(alone):
+                got = real_part(logits, attention_mask, i)
+                assert (got - expected).abs().max().item() <= TOLERANCE, (side, i)
+                assert torch.equal(got.argmax(-1), expected.argmax(-1))
+
+
+def greedy(model, input_ids, attention_mask=None, target_rewards=REWARDS, **kwargs):
+    output = model.generate(
+        input_ids,
+        attention_mask=attention_mask,
+        target_rewards=target_rewards,
+        max_new_tokens=8,
+        min_new_tokens=8,
+        do_sample=False,
+        return_dict_in_generate=True,
+        output_logits=True,
+        pad_token_id=0,
+        **kwargs,
+    )
+    return output.sequences[:, input_ids.shape[1] :], torch.stack(output.logits, 1)
+
+
+def test_generate_is_padding_invariant(conditioned):
+    model, tokenizer = conditioned
+    rows = encode(tokenizer)
+    input_ids, attention_mask, _ = pad(rows, tokenizer.pad_token_id, "left")
+    tokens, logits = greedy(model, input_ids, attention_mask)
+    for i, row in enumerate(rows):
+        alone_tokens, alone_logits = greedy(model, torch.tensor([row]), None, REWARDS[i : i + 1])
+        assert torch.equal(tokens[i], alone_tokens[0])
+        assert (logits[i] - alone_logits[0]).abs().max().item() <= TOLERANCE
+
+
+def test_kv_cache_matches_full_recomputation(conditioned):
+    model, tokenizer = conditioned
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    cached_tokens, cached_logits = greedy(model, input_ids, attention_mask, use_cache=True)
+    uncached_tokens, uncached_logits = greedy(model, input_ids, attention_mask, use_cache=False)
+
+    sequence, mask = input_ids, attention_mask
+    step_logits = []
+    with torch.no_grad():
+        for _ in range(8):
+            logits = model(sequence, attention_mask=mask, target_rewards=REWARDS).logits[:, -1]
+            step_logits.append(logits)
+            sequence = torch.cat([sequence, logits.argmax(-1, keepdim=True)], 1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+    recomputed_tokens = sequence[:, input_ids.shape[1] :]
+    recomputed_logits = torch.stack(step_logits, 1)
+
+    assert torch.equal(cached_tokens, recomputed_tokens)
+    assert torch.equal(uncached_tokens, recomputed_tokens)
+    assert (cached_logits - recomputed_logits).abs().max().item() <= TOLERANCE
+    assert (uncached_logits - recomputed_logits).abs().max().item() <= TOLERANCE
+
+
+def record_base_calls(model):
+    """Record the position ids and attention masks the base model receives."""
+    calls = []
+
+    def hook(module, args, kwargs):
+        calls.append(
+            {
+                "position_ids": kwargs["position_ids"].clone(),
+                "attention_mask": kwargs["attention_mask"],
+                "length": kwargs["inputs_embeds"].shape[1],
+            }
+        )
+
+    return calls, model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_slot_at_position_zero_and_text_from_one(conditioned, side):
+    model, tokenizer = conditioned
+    rows = encode(tokenizer)
+    input_ids, attention_mask, _ = pad(rows, tokenizer.pad_token_id, side)
+    calls, handle = record_base_calls(model)
+    with torch.no_grad():
+        model(input_ids, attention_mask=attention_mask, target_rewards=REWARDS)
+    handle.remove()
+    (call,) = calls
+    full_mask = call["attention_mask"]
+    assert call["length"] == input_ids.shape[1] + 1
+    assert torch.equal(full_mask[:, 0], torch.ones(3, dtype=full_mask.dtype))
+    assert torch.equal(full_mask[:, 1:], attention_mask.to(full_mask.dtype))
+    for i, row in enumerate(rows):
+        positions = call["position_ids"][i][full_mask[i].bool()]
+        assert positions.tolist() == list(range(len(row) + 1))
+
+
+def test_generated_token_k_is_at_prompt_len_plus_k(conditioned):
+    model, tokenizer = conditioned
+    rows = encode(tokenizer)
+    input_ids, attention_mask, _ = pad(rows, tokenizer.pad_token_id, "left")
+    calls, handle = record_base_calls(model)
+    greedy(model, input_ids, attention_mask)
+    handle.remove()
+    prefill, *steps = calls
+    assert prefill["length"] == input_ids.shape[1] + 1
+    assert len(steps) == 7  # the 8th token is sampled from the 7th step's logits
+    prompt_lengths = torch.tensor([len(row) for row in rows])
+    for k, step in enumerate(steps, start=1):
+        assert step["length"] == 1
+        assert torch.equal(step["position_ids"][:, 0], prompt_lengths + k)
+
+
+def test_loss_equals_hand_computed_cross_entropy(conditioned):
+    model, tokenizer = conditioned
+    eos = tokenizer.eos_token_id
+    assert tokenizer.pad_token_id == eos  # the case where masking by token id would drop EOS
+    pairs = [("TITLE: hi\n\nTL;DR:", " a messy roommate"), ("TL;DR:", " debt")]
+    features = [encode_example(tokenizer, p, c, max_length=100) for p, c in pairs]
+    for side in ("left", "right"):
+        batch = RewardConditionedCollator(tokenizer, padding_side=side)(features)
+        output = model(**batch, target_rewards=REWARDS[:2])
+        terms = []
+        for i, (prompt, completion) in enumerate(pairs):
+            n_prompt = len(tokenizer(prompt)["input_ids"])
+            targets = tokenizer(completion)["input_ids"] + [eos]
+            logits = real_part(output.logits, batch["attention_mask"], i)
+            # Token j of the text is predicted by the logits at j - 1; EOS is the last target.
+            predicted = logits[n_prompt - 1 : n_prompt - 1 + len(targets)]
+            terms.append(-F.log_softmax(predicted, -1)[range(len(targets)), targets])
+        expected = torch.cat(terms).mean()
+        assert abs(output.loss.item() - expected.item()) <= 1e-6
+        assert torch.cat(terms).numel() == (batch["labels"] != -100).sum()
+
+
+def test_loss_ignores_padding_and_prompt_tokens(conditioned):
+    model, tokenizer = conditioned
+    features = [
+        encode_example(tokenizer, "TITLE: hi\n\nTL;DR:", " a messy roommate", max_length=100),
+        encode_example(tokenizer, "TL;DR:", " debt", max_length=100),
+    ]
+    batch = RewardConditionedCollator(tokenizer)(features)
+    loss = model(**batch, target_rewards=REWARDS[:2]).loss
+    other_pad = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, 7)
+    other_pad_batch = {**batch, "input_ids": other_pad}
+    assert model(**other_pad_batch, target_rewards=REWARDS[:2]).loss.item() == pytest.approx(
+        loss.item(), abs=1e-6
+    )
+    # Training on the prompt too (loss_on="all") adds every real token but the first as a target.
+    with_all = [
+        encode_example(tokenizer, p, c, max_length=100, loss_on="all")
+        for p, c in [("TITLE: hi\n\nTL;DR:", " a messy roommate"), ("TL;DR:", " debt")]
+    ]
+    batch_all = RewardConditionedCollator(tokenizer)(with_all)
+    assert (batch_all["labels"] != -100).sum() == batch["attention_mask"].sum()
+    loss_all = model(**batch_all, target_rewards=REWARDS[:2]).loss
+    assert abs(loss_all.item() - loss.item()) > 1e-3
+
+
+def test_different_targets_give_different_logits_and_gradients_reach_reward_map(conditioned):
+    model, tokenizer = conditioned
+    input_ids = torch.tensor(encode(tokenizer)[:1] * 2)
+    output = model(input_ids, target_rewards=torch.tensor([0.0, 3.0]), labels=input_ids)
+    assert (output.logits[0] - output.logits[1]).abs().max().item() > 1e-2
+    output.loss.backward()
+    assert model.reward_embedding.weight.grad.abs().sum() > 0
+    assert model.reward_embedding.bias.grad.abs().sum() > 0
+
+
+def test_scaler_is_applied_to_raw_targets(conditioned):
+    model, tokenizer = conditioned
+    input_ids = torch.tensor(encode(tokenizer)[:1] * 2)
+    raw = torch.tensor([1.0, 7.0], dtype=torch.float64)
+    scaler = make_scaler("standardize").fit([1.0, 3.0, 5.0, 7.0])
+    identity_logits = model(input_ids, target_rewards=(raw - 4.0) / 5**0.5).logits
+    model.scaler = scaler
+    assert model.scaler == scaler
+    assert torch.equal(model(input_ids, target_rewards=raw).logits, identity_logits)
+
+
+def test_save_load_round_trip_gives_identical_logits(conditioned, tmp_path):
+    model, tokenizer = conditioned
+    model.scaler = make_scaler("quantile").fit([0.0, 1.0, 1.0, 2.5, 4.0])
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    targets = torch.tensor([0.5, 3.0, 9.0])  # 9.0 is above the training range
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask=attention_mask, target_rewards=targets).logits
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists()
+    assert load_scaler(tmp_path / "scaler.json") == model.scaler
+    for loader in (RewardConditionedLM, AutoModelForCausalLM):
+        loaded = loader.from_pretrained(tmp_path).eval()
+        assert type(loaded) is RewardConditionedLM
+        assert loaded.scaler == model.scaler
+        assert type(loaded.language_model) is type(model.language_model)
+        assert loaded.language_model.config._attn_implementation == "sdpa"
+        with torch.no_grad():
+            logits = loaded(input_ids, attention_mask=attention_mask, target_rewards=targets).logits
+        assert torch.equal(logits, expected)
+        state, loaded_state = model.state_dict(), loaded.state_dict()
+        assert state.keys() == loaded_state.keys()
+        assert all(torch.equal(state[key], loaded_state[key]) for key in state)
+        tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+        loaded_tied = loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+        assert loaded_tied == tied
+
+
+def train_steps(model, batch, steps=5, lr=1e-2):
+    """A few AdamW steps; returns the losses before and after, and the initial parameters."""
+    model.train()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    with torch.no_grad():
+        final = model(**batch).loss.item()
+    return losses[0], final, before
+
+
+def assert_every_parameter_changed(model, before):
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p.detach(), before[n])]
+    assert unchanged == []
+
+
+def training_batch(tokenizer):
+    pairs = [("TITLE: hi\n\nTL;DR:", " a messy roommate"), ("TL;DR:", " debt and rent")]
+    features = [
+        {**encode_example(tokenizer, p, c, max_length=100, loss_on="all"), "target_reward": r}
+        for (p, c), r in zip(pairs, [0.5, 2.0], strict=True)
+    ]
+    return features, RewardConditionedCollator(tokenizer)(features)
+
+
+def test_plain_training_loop_lowers_loss_and_changes_every_parameter(conditioned):
+    model, tokenizer = conditioned
+    _, batch = training_batch(tokenizer)
+    first, final, before = train_steps(model, batch)
+    assert final < first
+    assert_every_parameter_changed(model, before)
+
+
+def test_hf_trainer_with_collator(conditioned, tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    model, tokenizer = conditioned
+    features, batch = training_batch(tokenizer)
+    with torch.no_grad():
+        first = model(**batch).loss.item()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=5,
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        remove_unused_columns=False,
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        data_collator=RewardConditionedCollator(tokenizer),
+    )
+    trainer.train()
+    model.eval()
+    with torch.no_grad():
+        assert model(**batch).loss.item() < first
+    assert_every_parameter_changed(model, before)
+
+
+def test_gradient_checkpointing_reaches_the_base_and_keeps_gradients(conditioned):
+    model, tokenizer = conditioned
+    _, batch = training_batch(tokenizer)
+    model.train()
+    model(**batch).loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()  # the usual HF Trainer entry point
+    assert model.language_model.is_gradient_checkpointing
+    model(**batch).loss.backward()
+    for name, parameter in model.named_parameters():
+        assert torch.allclose(parameter.grad, expected[name], atol=1e-6), name
+
+
+def test_resize_token_embeddings_reaches_the_base(conditioned, tmp_path):
+    model, tokenizer = conditioned
+    new_size = len(tokenizer) + 5
+    model.resize_token_embeddings(new_size)
+    assert model.language_model.get_input_embeddings().num_embeddings == new_size
+    assert model.config.text_config.vocab_size == new_size
+    logits = model(torch.tensor([[1, 2, 3]]), target_rewards=[1.0]).logits
+    assert logits.shape[-1] == new_size
+    model.save_pretrained(tmp_path)
+    loaded = RewardConditionedLM.from_pretrained(tmp_path).eval()
+    assert torch.equal(loaded(torch.tensor([[1, 2, 3]]), target_rewards=[1.0]).logits, logits)
+
+
+def test_from_config_builds_a_random_base(family, tiny_tokenizer):
+    from conftest import MODEL_FAMILIES
+
+    base, _ = MODEL_FAMILIES[family](tiny_tokenizer)
+    config = RewardConditionedConfig(text_config=base.config.to_dict())
+    model = RewardConditionedLM(config)
+    assert type(model.language_model) is type(base)
+    assert model.config.text_config is model.language_model.config
+    assert model.reward_embedding.out_features == base.get_input_embeddings().embedding_dim
+    assert model.scaler == make_scaler("identity")
+
+
+def test_from_base_shares_the_base_and_keeps_its_attention(base_and_tokenizer):
+    base, _ = base_and_tokenizer
+    base.set_attn_implementation("eager")
+    weights = {name: p.detach().clone() for name, p in base.named_parameters()}
+    model = RewardConditionedLM.from_base(base)
+    assert model.language_model is base
+    assert base.config._attn_implementation == "eager"
+    assert all(torch.equal(p, weights[name]) for name, p in base.named_parameters())
+
+
+def test_logits_to_keep_and_hidden_states_are_text_aligned(conditioned):
+    model, tokenizer = conditioned
+    input_ids = torch.tensor(encode(tokenizer)[:1])
+    full = model(input_ids, target_rewards=[1.0], output_hidden_states=True)
+    last = model(input_ids, target_rewards=[1.0], logits_to_keep=1)
+    assert last.logits.shape[1] == 1
+    assert torch.allclose(last.logits[:, -1], full.logits[:, -1], atol=1e-6)
+    assert all(h.shape[1] == input_ids.shape[1] for h in full.hidden_states)
+
+
+def test_bf16_model_runs(base_and_tokenizer):
+    base, tokenizer = base_and_tokenizer
+    model = RewardConditionedLM.from_base(base.to(torch.bfloat16))
+    assert model.reward_embedding.weight.dtype == torch.bfloat16
+    input_ids = torch.tensor(encode(tokenizer)[:1])
+    output = model(input_ids, target_rewards=torch.tensor([1.0]), labels=input_ids)
+    assert output.logits.dtype == torch.bfloat16
+    assert torch.isfinite(output.loss)
+
+
+def test_sampling_with_several_sequences_per_row_and_targets_above_range(conditioned):
+    model, tokenizer = conditioned
+    model.scaler = make_scaler("minmax").fit([0.0, 1.0])
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    torch.manual_seed(0)
+    output = model.generate(
+        input_ids,
+        attention_mask=attention_mask,
+        target_rewards=torch.tensor([0.0, 1.0, 5.0]),
+        do_sample=True,
+        num_return_sequences=2,
+        max_new_tokens=4,
+        min_new_tokens=4,
+        pad_token_id=0,
+    )
+    assert output.shape == (6, input_ids.shape[1] + 4)
+
+
+@pytest.mark.parametrize(
+    "target_rewards, message",
+    [
+        (None, "target_rewards is required"),
+        (torch.tensor([[1.0], [2.0], [3.0]]), r"target_rewards must have shape \(3,\)"),
+        (torch.tensor([1.0, 2.0]), r"target_rewards must have shape \(3,\)"),
+        (torch.tensor([1.0, float("nan"), 2.0]), "target_rewards must be finite"),
+        (torch.tensor([1.0, float("inf"), 2.0]), "target_rewards must be finite"),
+    ],
+)
+def test_bad_target_rewards_are_rejected(conditioned, target_rewards, message):
+    model, tokenizer = conditioned
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    with pytest.raises(ValueError, match=message):
+        model(input_ids, attention_mask=attention_mask, target_rewards=target_rewards)
+    with pytest.raises(ValueError, match=message):
+        model.generate(input_ids, attention_mask=attention_mask, target_rewards=target_rewards)
+
+
+def test_unsupported_generation_caches_are_rejected(conditioned):
+    model, tokenizer = conditioned
+    input_ids = torch.tensor(encode(tokenizer)[:1])
+    with pytest.raises(ValueError, match="cache_implementation"):
+        model.generate(input_ids, target_rewards=[1.0], cache_implementation="static")

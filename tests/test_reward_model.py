@@ -1,0 +1,279 @@
+"""The trained reward model: head position, loss, training, normalisation, save/load, accuracy."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from reward_helpers import (
+    BAD,
+    GOOD,
+    TEMPLATE,
+    tiny_base,
+    tiny_reward_model,
+    toy_comparisons,
+    toy_posts,
+)
+from transformers import AutoModelForSequenceClassification
+
+from rewardcond.reward_model import (
+    ANCHORS,
+    RewardModel,
+    accuracy_table,
+    bootstrap_ci,
+    build_trained_reward_model,
+    comparison_pairs,
+    last_token_index,
+    measure_accuracy,
+    normalize_to_references,
+    pairwise_correct,
+    pairwise_loss,
+    train_reward_model,
+)
+from rewardcond.scoring import load_scorer, post_fields
+
+
+def test_last_token_index_left_and_right_padding():
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]])
+    assert last_token_index(mask).tolist() == [2, 4, 4, 1]
+
+
+def test_head_reads_last_real_token_under_left_and_right_padding(tiny_tokenizer):
+    model = tiny_reward_model(tiny_tokenizer)
+    eos = tiny_tokenizer.eos_token_id  # also the pad id: the mask, not the ids, must decide
+    long, short = [5, 6, 7, 8, eos], [9, 10, eos]
+    alone = [model(torch.tensor([ids])).logits[0, 0].item() for ids in (long, short)]
+    right = model(
+        torch.tensor([long, short + [eos, eos]]),
+        attention_mask=torch.tensor([[1] * 5, [1, 1, 1, 0, 0]]),
+    ).logits[:, 0]
+    left = model(
+        torch.tensor([long, [eos, eos] + short]),
+        attention_mask=torch.tensor([[1] * 5, [0, 0, 1, 1, 1]]),
+    ).logits[:, 0]
+    assert right.tolist() == pytest.approx(alone, abs=1e-6)
+    assert left.tolist() == pytest.approx(alone, abs=1e-6)
+    hidden = model.backbone(torch.tensor([short])).last_hidden_state[0, -1]
+    assert model.score(hidden).item() == pytest.approx(alone[1], abs=1e-6)
+
+
+def test_pairwise_loss_matches_hand_computation():
+    chosen, rejected = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(2.0))) / 2
+    assert pairwise_loss(chosen, rejected).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_forward_with_labels_returns_pairwise_loss(tiny_tokenizer):
+    model = tiny_reward_model(tiny_tokenizer)
+    ids = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
+    out = model(ids, labels=torch.zeros(4))
+    rewards = out.logits[:, 0]
+    assert out.logits.shape == (4, 1)
+    assert out.loss.item() == pytest.approx(pairwise_loss(rewards[0::2], rewards[1::2]).item())
+
+
+def test_comparison_pairs_puts_the_choice_first():
+    comparisons = toy_comparisons(toy_posts(4))
+    pairs = comparison_pairs(comparisons)
+    assert pairs["chosen"].tolist() == [GOOD] * 4
+    assert pairs["rejected"].tolist() == [BAD] * 4
+    with pytest.raises(ValueError, match="row 1: field 'choice' is 2"):
+        comparison_pairs(comparisons.assign(choice=[0, 2, 1, 0]))
+
+
+def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer):
+    posts = post_fields(toy_posts(16))
+    model = tiny_reward_model(tiny_tokenizer)
+    scorer_kwargs = {"template": TEMPLATE, "identity": "t", "progress": False}
+
+    def pair_accuracy():
+        from rewardcond.scoring import Scorer
+
+        scorer = Scorer(model, tiny_tokenizer, **scorer_kwargs)
+        return np.mean(scorer.score(posts, [GOOD] * 16) > scorer.score(posts, [BAD] * 16))
+
+    bias = model.score.bias.item()
+    torch.manual_seed(1)
+    with torch.no_grad():  # start from a head that prefers the wrong summary
+        model.score.weight.mul_(-1 if pair_accuracy() > 0.5 else 1)
+    before = pair_accuracy()
+    history = train_reward_model(
+        model, tiny_tokenizer, posts, [GOOD] * 16, [BAD] * 16,
+        template=TEMPLATE, epochs=6, batch_size=8, lr=1e-2, seed=0, log_every=1,
+    )  # fmt: skip
+    assert before <= 0.5
+    assert pair_accuracy() == 1.0
+    assert len(history) == 12 and history["step"].tolist() == list(range(1, 13))
+    assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert model.score.bias.item() == bias  # the pairwise loss cannot see a constant
+
+
+def test_training_is_seeded(tiny_tokenizer):
+    posts = post_fields(toy_posts(8))
+    runs = []
+    for _ in range(2):
+        model = tiny_reward_model(tiny_tokenizer)
+        train_reward_model(
+            model, tiny_tokenizer, posts, [GOOD] * 8, [BAD] * 8,
+            template=TEMPLATE, epochs=1, batch_size=4, lr=1e-2, seed=3,
+        )  # fmt: skip
+        runs.append(model.score.weight.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_normalisation_centres_references_and_survives_save_load(tiny_tokenizer, tmp_path):
+    from rewardcond.scoring import Scorer
+
+    model = tiny_reward_model(tiny_tokenizer)
+    posts = toy_posts(10)
+    references = [f" summary number {i}" for i in range(10)]
+    scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    before = scorer.score(post_fields(posts), references)
+    shift = normalize_to_references(model, before)
+    assert shift == {"reference_mean_before": pytest.approx(before.mean()), "n_references": 10}
+    assert abs(scorer.score(post_fields(posts), references).mean()) < 1e-6
+    model.save_pretrained(tmp_path)
+    tiny_tokenizer.save_pretrained(tmp_path)
+    reloaded = load_scorer(
+        kind="train", path_or_hub_id=tmp_path, template=TEMPLATE, device="cpu", progress=False
+    )
+    assert isinstance(reloaded.model, RewardModel)
+    after = reloaded.score(post_fields(posts), references)
+    assert abs(after.mean()) < 1e-6
+    np.testing.assert_allclose(after, before - before.mean(), atol=1e-6)
+    assert reloaded.identity.startswith("trained:") and len(reloaded.identity) == 8 + 16
+    assert isinstance(AutoModelForSequenceClassification.from_pretrained(tmp_path), RewardModel)
+
+
+def test_build_trained_reward_model_stage(tiny_tokenizer, tmp_path):
+    posts = toy_posts(12)
+    comparisons = pd.concat([toy_comparisons(posts), toy_comparisons(posts, "valid2")])
+    posts.to_parquet(tmp_path / "posts.parquet")
+    comparisons.to_parquet(tmp_path / "comparisons.parquet")
+    base = tiny_base(tiny_tokenizer)
+    base.save_pretrained(tmp_path / "base")
+    tiny_tokenizer.save_pretrained(tmp_path / "base")
+    params = {"epochs": 2, "batch_size": 4, "lr": 1e-2, "max_length": 64, "batch_tokens": 256}
+    manifest = build_trained_reward_model(
+        comparisons_path=tmp_path / "comparisons.parquet",
+        posts_path=tmp_path / "posts.parquet",
+        base_path=tmp_path / "base",
+        output_dir=tmp_path / "rm",
+        template=TEMPLATE,
+        params=params,
+        seed=0,
+        device="cpu",
+    )
+    files = sorted(p.name for p in (tmp_path / "rm").iterdir())
+    assert {"config.json", "model.safetensors", "manifest.json", "loss.csv"} <= set(files)
+    assert manifest["n_train_pairs"] == 12
+    assert manifest["normalization"]["n_references"] == 6
+    assert json.loads((tmp_path / "rm" / "manifest.json").read_text())["seed"] == 0
+    scorer = load_scorer(kind="train", path_or_hub_id=tmp_path / "rm", template=TEMPLATE,
+                         device="cpu", progress=False)  # fmt: skip
+    train_refs = posts[posts["split"] == "train"]
+    rewards = scorer.score(post_fields(train_refs), train_refs["reference"].tolist())
+    assert abs(rewards.mean()) < 1e-6
+
+
+def test_build_trained_reward_model_rejects_unknown_posts(tiny_tokenizer, tmp_path):
+    posts = toy_posts(4)
+    posts.iloc[:3].to_parquet(tmp_path / "posts.parquet")
+    toy_comparisons(posts).to_parquet(tmp_path / "comparisons.parquet")
+    with pytest.raises(ValueError, match="1 post_id.*not in.*posts.parquet, e.g. 'p3'"):
+        build_trained_reward_model(
+            comparisons_path=tmp_path / "comparisons.parquet",
+            posts_path=tmp_path / "posts.parquet",
+            base_path=tmp_path / "missing",
+            output_dir=tmp_path / "rm",
+            template=TEMPLATE,
+            params={"epochs": 1, "batch_size": 2, "lr": 1e-3},
+            seed=0,
+        )
+    assert not (tmp_path / "rm").exists()
+
+
+def test_pairwise_correct_counts_ties_as_half():
+    correct = pairwise_correct([1.0, 0.0, 2.0, 1.0], [0.0, 1.0, 2.0, 3.0], [0, 1, 0, 0])
+    assert correct.tolist() == [1.0, 1.0, 0.5, 0.0]
+
+
+def test_bootstrap_ci_on_known_cases():
+    assert bootstrap_ci(np.ones(50)) == (1.0, 1.0)
+    values = np.array([1.0, 0.0] * 500)
+    low, high = bootstrap_ci(values, samples=2000, seed=0)
+    # Normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 1000) = 0.5 +- 0.031.
+    assert low == pytest.approx(0.469, abs=0.006) and high == pytest.approx(0.531, abs=0.006)
+    assert bootstrap_ci(values, seed=1) == bootstrap_ci(values, seed=1)
+
+
+def _toy_accuracy_inputs():
+    # valid2: 4 comparisons, the RM right on 3 (one with confidence 9, two with 5); valid1: 2 right.
+    comparisons = pd.DataFrame(
+        {
+            "post_id": ["a", "b", "c", "d", "e", "f"],
+            "summary_0": [" x", " x", " x", " x", " x", " x"],
+            "summary_1": [" y", " y", " y", " y", " y", " y"],
+            "choice": [1, 1, 0, 0, 1, 0],
+            "split": ["valid2"] * 4 + ["valid1"] * 2,
+            "confidence": [9.0, 5.0, 5.0, 9.0, np.nan, np.nan],
+        }
+    )
+    reward_y = {"a": 1.0, "b": 1.0, "c": -1.0, "d": 1.0, "e": 2.0, "f": -2.0}
+    scored = pd.DataFrame(
+        {
+            "post_id": [*reward_y, *reward_y],
+            "text": [" y"] * 6 + [" x"] * 6,
+            "reward": [*reward_y.values(), *[0.0] * 6],
+        }
+    )
+    return comparisons, scored
+
+
+def test_accuracy_table_on_a_toy_case():
+    comparisons, scored = _toy_accuracy_inputs()
+    table = accuracy_table(
+        comparisons, scored, model_name="m", bayes_optimal={"valid2": 0.9, "valid1": 1.0}
+    )
+    measured = table[table["kind"] == "measured"].set_index(["split", "subset"])
+    assert measured.loc[("valid2", "all"), "accuracy"] == 0.75
+    assert measured.loc[("valid2", "all"), "n"] == 4
+    assert measured.loc[("valid2", "confidence=5"), "accuracy"] == 1.0
+    assert measured.loc[("valid2", "confidence=9"), "accuracy"] == 0.5
+    assert measured.loc[("valid1", "all"), "accuracy"] == 1.0
+    assert measured.loc[("valid2", "all"), "signal_captured"] == pytest.approx(0.25 / 0.4)
+    assert measured.loc[("valid1", "all"), "signal_captured"] == pytest.approx(1.0)
+    assert measured.loc[("valid1", "all"), ["ci_low", "ci_high"]].tolist() == [1.0, 1.0]
+    anchors = table[table["kind"] == "anchor"]
+    assert anchors["model"].tolist() == [name for name, _, _ in ANCHORS]
+    assert anchors["accuracy"].tolist() == [0.72, 0.63, 0.67, 0.69, 0.77]
+
+
+def test_accuracy_table_counts_unscored_comparisons():
+    comparisons, scored = _toy_accuracy_inputs()
+    table = accuracy_table(comparisons, scored[scored["post_id"] != "a"], model_name="m")
+    row = table[(table["split"] == "valid2") & (table["subset"] == "all")].iloc[0]
+    assert (row["n"], row["n_unscored"], row["accuracy"]) == (3, 1, pytest.approx(2 / 3))
+    assert "bayes_optimal" not in table.columns
+
+
+def test_measure_accuracy_writes_csv_and_markdown(tmp_path):
+    comparisons, scored = _toy_accuracy_inputs()
+    comparisons.to_parquet(tmp_path / "comparisons.parquet")
+    scored.assign(reward_model="trained:abc").to_parquet(tmp_path / "scored.parquet")
+    (tmp_path / "report.json").write_text(json.dumps({"bayes_optimal_accuracy": {"valid2": 0.9}}))
+    measure_accuracy(
+        comparisons_path=tmp_path / "comparisons.parquet",
+        scored_path=tmp_path / "scored.parquet",
+        data_report_path=tmp_path / "report.json",
+        csv_path=tmp_path / "accuracy.csv",
+        md_path=tmp_path / "accuracy.md",
+        samples=100,
+    )
+    table = pd.read_csv(tmp_path / "accuracy.csv")
+    assert table["model"].iloc[0] == "trained:abc"
+    assert len(table) == 4 + len(ANCHORS)  # valid2: all + 2 confidence buckets; valid1: all
+    markdown = (tmp_path / "accuracy.md").read_text()
+    assert "anchor" in markdown and "Pythia-6.9B RM" in markdown

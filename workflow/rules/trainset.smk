@@ -1,0 +1,61 @@
+# Experiment, step 1: training sets per method, target rewards, evaluation prompts.
+
+
+rule trainset:
+    input:
+        scored=f"{RESULTS}/scored/completions.parquet",
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        base=method_base_model,
+        library=library("batching", "trainset", *METHOD_MODULES),
+    output:
+        trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
+        report=f"{RESULTS}/trainsets/{{method}}.json",
+    params:
+        method_options=method_options,
+        settings=trainset_settings(),
+        template=config["prompt"]["template"],
+        seed=config["seed"],
+    log:
+        "logs/trainset/{method}.log",
+    benchmark:
+        "benchmarks/trainset/{method}.tsv"
+    script:
+        "../scripts/trainset.py"
+
+
+rule targets:
+    input:
+        scored=f"{RESULTS}/scored/completions.parquet",
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        base=f"data/models/{config['train']['base_model']}",
+        library=library("batching", "trainset", *METHOD_MODULES),
+    output:
+        f"{RESULTS}/targets.json",
+    params:
+        settings=trainset_settings(),
+        quantiles=config["trainset"]["targets"]["quantiles"],
+        beyond_max_sd=config["trainset"]["targets"]["beyond_max_sd"],
+        template=config["prompt"]["template"],
+    log:
+        "logs/targets/targets.log",
+    benchmark:
+        "benchmarks/targets/targets.tsv"
+    script:
+        "../scripts/targets.py"
+
+
+rule eval_prompts:
+    input:
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        library=library("batching", "trainset", *METHOD_MODULES),
+    output:
+        f"{RESULTS}/eval_prompts.parquet",
+    params:
+        n=config["generate"]["n_prompts"],
+        seed=config["seed"],
+    log:
+        "logs/eval_prompts/eval_prompts.log",
+    benchmark:
+        "benchmarks/eval_prompts/eval_prompts.tsv"
+    script:
+        "../scripts/eval_prompts.py"
