@@ -1,50 +1,123 @@
-"""DPO through TRL's DPOTrainer on a tiny GPT-2: the API facts we rely on, and that it learns."""
+"""`dpo`: pairs from the train comparisons, and TRL 1.16's DPOTrainer behind `train_method`."""
 
+import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from experiment_world import (
+    MAX_COMPLETION_TOKENS,
+    MAX_PROMPT_TOKENS,
+    N_TRAIN_POSTS,
+    SUMMARIES,
+    TEMPLATE,
+    write_world,
+)
+from transformers import AutoModelForCausalLM
 
-from rewardcond.methods.dpo import preference_pairs, train_dpo
+from rewardcond.methods import get_method
+from rewardcond.methods.dpo import preference_pairs
+from rewardcond.train import TrainSettings, train_method
+from rewardcond.trainset import TrainsetSettings, build_trainset
 
-PROMPTS = [
-    "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans\n\nPOST: dishes\n\nTL;DR:",
-    "SUBREDDIT: r/personalfinance\n\nTITLE: Paying off debt\n\nPOST: I owe 5000.\n\nTL;DR:",
-]
-CHOSEN = [" roommate is messy, what do I do?", " how do I pay my debt and rent?"]
-REJECTED = [" the quick brown fox", " lazy dog 0123"]
+GOOD, BAD = SUMMARIES[0], SUMMARIES[2]
+SETTINGS = TrainSettings(
+    learning_rate=1e-2,
+    batch_size=4,
+    per_device_batch_size=4,
+    max_steps=6,
+    warmup_ratio=0.0,
+    lr_scheduler="constant",
+    save_steps=100,
+    logging_steps=1,
+)
 
 
-@pytest.fixture
-def sft_folder(tmp_path, tiny_tokenizer):
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=len(tiny_tokenizer),
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        n_positions=128,
-        bos_token_id=tiny_tokenizer.eos_token_id,
-        eos_token_id=tiny_tokenizer.eos_token_id,
-        pad_token_id=tiny_tokenizer.pad_token_id,
+def make_comparisons() -> pd.DataFrame:
+    """GOOD beats BAD on every train post, written in either order; plus rows to skip."""
+    rows = []
+    for i in range(N_TRAIN_POSTS):
+        first, second = (GOOD, BAD) if i % 2 else (BAD, GOOD)
+        rows.append(_comparison(f"p{i:02d}", first, second, int(first == BAD), "train"))
+    rows.append(_comparison("p01", GOOD, " the quick brown fox" * 10, 0, "train"))  # too long
+    rows.append(_comparison("v00", GOOD, BAD, 0, "valid2"))  # not train
+    return pd.DataFrame(rows)
+
+
+def _comparison(post_id, summary_0, summary_1, choice, split):
+    return {
+        "post_id": post_id,
+        "summary_0": summary_0,
+        "summary_1": summary_1,
+        "policy_0": "sup1",
+        "policy_1": "sup2",
+        "choice": choice,
+        "split": split,
+        "worker": "w",
+        "batch": "b",
+        "confidence": float("nan"),
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_tokenizer):
+    root = tmp_path_factory.mktemp("dpo")
+    paths = write_world(root, tiny_tokenizer)
+    paths["comparisons"] = str(root / "comparisons.parquet")
+    make_comparisons().to_parquet(paths["comparisons"], index=False)
+    paths["dpo"] = str(root / "dpo.parquet")
+    paths["report"] = str(root / "dpo.json")
+    build_trainset(
+        get_method("dpo"),
+        scored_path=paths["scored"],
+        posts_path=paths["posts"],
+        comparisons_path=paths["comparisons"],
+        base_path=paths["base"],
+        template=TEMPLATE,
+        settings=TrainsetSettings(
+            max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
+        ),
+        seed=0,
+        output_path=paths["dpo"],
+        report_path=paths["report"],
     )
-    path = tmp_path / "sft"
-    GPT2LMHeadModel(config).save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
+    return paths
 
 
-def pairs_frame():
-    return pd.DataFrame(
+def test_pairs_put_the_preferred_summary_first_and_count_skips(world):
+    pairs = pd.read_parquet(world["dpo"])
+    assert list(pairs.columns) == ["post_id", "prompt", "chosen", "rejected"]
+    assert list(pairs["post_id"]) == [f"p{i:02d}" for i in range(N_TRAIN_POSTS)]
+    assert set(pairs["chosen"]) == {GOOD} and set(pairs["rejected"]) == {BAD}
+    assert pairs["prompt"].str.startswith("SUBREDDIT: r/relationships\n\nTITLE: ").all()
+    assert pairs["prompt"].str.endswith("\n\nTL;DR:").all()
+    report = json.loads(Path(world["report"]).read_text())
+    assert report["pairs"] == {"train_comparisons": 13, "summary_filtered_out": 1, "pairs": 12}
+    assert report["rows"] == 12
+
+
+def test_bad_choice_is_refused():
+    rows = pd.DataFrame({"post_id": ["a"], "completion": [" x"], "prompt": ["A:"]})
+    comparisons = pd.DataFrame(
         {
-            "post_id": ["a", "b"] * 2,
-            "prompt": PROMPTS * 2,
-            "chosen": CHOSEN * 2,
-            "rejected": REJECTED * 2,
+            "post_id": ["a"],
+            "summary_0": [" x"],
+            "summary_1": [" x"],
+            "choice": [2],
+            "split": ["train"],
         }
     )
+    with pytest.raises(ValueError, match="'choice' must be 0 or 1; row 0 has 2"):
+        preference_pairs(rows, comparisons)
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="method_options.dpo.beta must be > 0"):
+        get_method("dpo", {"beta": 0.0})
+    with pytest.raises(ValueError, match="method_options.dpo.loss_type must be one of"):
+        get_method("dpo", {"loss_type": "ppo"})
 
 
 def completion_logprob(model, tokenizer, prompt, completion):
@@ -57,116 +130,73 @@ def completion_logprob(model, tokenizer, prompt, completion):
     return logp[len(prompt_ids) - 1 :].sum().item()
 
 
-def dpo_loss_and_margin(policy, ref, tokenizer, beta):
-    losses, margins = [], []
-    for prompt, chosen, rejected in zip(PROMPTS, CHOSEN, REJECTED, strict=True):
-        margin = beta * (
-            completion_logprob(policy, tokenizer, prompt, chosen)
-            - completion_logprob(ref, tokenizer, prompt, chosen)
-            - completion_logprob(policy, tokenizer, prompt, rejected)
-            + completion_logprob(ref, tokenizer, prompt, rejected)
+def mean_margin(policy, ref, tokenizer, pairs, beta):
+    """Mean DPO implicit-reward margin beta * (log-ratio chosen - log-ratio rejected)."""
+    margins = [
+        beta
+        * (
+            completion_logprob(policy, tokenizer, pair.prompt, pair.chosen)
+            - completion_logprob(ref, tokenizer, pair.prompt, pair.chosen)
+            - completion_logprob(policy, tokenizer, pair.prompt, pair.rejected)
+            + completion_logprob(ref, tokenizer, pair.prompt, pair.rejected)
         )
-        margins.append(margin)
-        losses.append(-math.log(1 / (1 + math.exp(-margin))))
-    return sum(losses) / len(losses), sum(margins) / len(margins)
+        for pair in pairs.itertuples(index=False)
+    ]
+    return sum(margins) / len(margins)
 
 
-def test_preference_pairs_orders_winner_first():
-    comparisons = pd.DataFrame(
-        {
-            "post_id": ["a", "b"],
-            "summary_0": [" x", " y"],
-            "summary_1": [" p", " q"],
-            "choice": [1, 0],
-        }
+def test_dpo_steps_lower_the_loss_and_save_a_loadable_model(world, tmp_path, tiny_tokenizer):
+    beta = 0.5
+    trainer = train_method(
+        get_method("dpo", {"beta": beta, "max_length": 128}),
+        trainset_path=world["dpo"],
+        base_path=world["base"],  # stands in for the sft model folder
+        output_dir=str(tmp_path / "dpo"),
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        settings=SETTINGS,
+        seed=0,
+        device="cpu",
     )
-    pairs = preference_pairs(comparisons, pd.Series({"a": "A:", "b": "B:"}))
-    assert pairs.to_dict("list") == {
-        "post_id": ["a", "b"],
-        "prompt": ["A:", "B:"],
-        "chosen": [" p", " y"],
-        "rejected": [" x", " q"],
+    assert type(trainer).__name__ == "DPOTrainer" and trainer.state.global_step == 6
+    assert trainer.args.beta == beta and trainer.args.activation_checkpointing is False
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    # The first step is taken at the reference weights: loss log 2, margin 0.
+    assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert history[0]["rewards/margins"] == 0.0
+    assert history[-1]["loss"] < 0.5 and history[-1]["rewards/margins"] > 0.5
+
+    # TRL appends EOS to both completions; the prompt tokens are the prompt's own.
+    row, pair = trainer.train_dataset[0], pd.read_parquet(world["dpo"]).iloc[0]
+    eos = tiny_tokenizer.eos_token_id
+    assert row["prompt_ids"] == tiny_tokenizer(pair["prompt"])["input_ids"]
+    assert row["chosen_ids"] == tiny_tokenizer(pair["chosen"])["input_ids"] + [eos]
+    assert row["rejected_ids"] == tiny_tokenizer(pair["rejected"])["input_ids"] + [eos]
+
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "dpo")
+    ref = AutoModelForCausalLM.from_pretrained(world["base"])
+    pairs = pd.read_parquet(world["dpo"])
+    assert mean_margin(ref, ref, tiny_tokenizer, pairs, beta) == 0.0
+    assert mean_margin(policy, ref, tiny_tokenizer, pairs, beta) > 0.5
+    curve = pd.read_csv(tmp_path / "dpo" / "loss.csv")
+    assert len(curve) == 6 and curve["loss"].iloc[-1] < curve["loss"].iloc[0]
+    manifest = json.loads((tmp_path / "dpo" / "manifest.json").read_text())
+    assert manifest["params"]["method_options"] == {
+        "beta": beta,
+        "loss_type": "sigmoid",
+        "max_length": 128,
     }
 
 
-def test_preference_pairs_refuses_unknown_post_and_bad_choice():
-    comparisons = pd.DataFrame(
-        {"post_id": ["a"], "summary_0": [" x"], "summary_1": [" p"], "choice": [2]}
-    )
-    with pytest.raises(KeyError, match="1 compared posts have no prompt"):
-        preference_pairs(comparisons, pd.Series({"b": "B:"}))
-    with pytest.raises(ValueError, match="'choice' must be 0 or 1; row 0 has 2"):
-        preference_pairs(comparisons, pd.Series({"a": "A:"}))
-
-
-def test_dpo_steps_raise_margin_and_save_loadable_model(sft_folder, tiny_tokenizer, tmp_path):
-    policy = AutoModelForCausalLM.from_pretrained(sft_folder)
-    ref = AutoModelForCausalLM.from_pretrained(sft_folder)
-    loss_before, margin_before = dpo_loss_and_margin(policy, ref, tiny_tokenizer, beta=0.1)
-    assert margin_before == 0.0 and loss_before == pytest.approx(math.log(2))
-
-    trainer = train_dpo(
-        policy,
-        ref,
-        tiny_tokenizer,
-        pairs_frame(),
-        checkpoint_dir=tmp_path / "checkpoints",
-        beta=0.1,
-        learning_rate=1e-2,
-        epochs=2,
-        batch_size=2,
-        max_length=64,
-        save_steps=100,
-        seed=0,
-    )
-    assert trainer.state.global_step == 4
-    # TRL's own record: step 1 is at the reference, so loss log(2) and margin 0.
-    first, last = trainer.state.log_history[0], trainer.state.log_history[3]
-    assert first["loss"] == pytest.approx(math.log(2), abs=1e-5) and first["rewards/margins"] == 0
-    assert last["loss"] < first["loss"] and last["rewards/margins"] > 0
-
-    out = tmp_path / "dpo"
-    trainer.save_model(str(out))
-    reloaded = AutoModelForCausalLM.from_pretrained(out)
-    ref_again = AutoModelForCausalLM.from_pretrained(sft_folder)
-    loss_after, margin_after = dpo_loss_and_margin(reloaded, ref_again, tiny_tokenizer, beta=0.1)
-    assert margin_after > 0.05 and loss_after < loss_before - 0.02
-
-
-def test_trl_appends_eos_and_keeps_prompt_tokens(sft_folder, tiny_tokenizer, tmp_path):
-    """TRL adds EOS to chosen/rejected text itself, and the prompt tokens are the prompt's own."""
-    trainer = train_dpo(
-        AutoModelForCausalLM.from_pretrained(sft_folder),
-        AutoModelForCausalLM.from_pretrained(sft_folder),
-        tiny_tokenizer,
-        pairs_frame().iloc[:2],
-        checkpoint_dir=tmp_path / "checkpoints",
-        beta=0.1,
-        learning_rate=1e-3,
-        epochs=1,
-        batch_size=2,
-        max_length=64,
-        seed=0,
-    )
-    row = trainer.train_dataset[0]
-    eos = tiny_tokenizer.eos_token_id
-    assert row["prompt_ids"] == tiny_tokenizer(PROMPTS[0])["input_ids"]
-    assert row["chosen_ids"] == tiny_tokenizer(CHOSEN[0])["input_ids"] + [eos]
-    assert row["rejected_ids"] == tiny_tokenizer(REJECTED[0])["input_ids"] + [eos]
-
-
-def test_prompt_filling_max_length_is_refused_not_dropped(sft_folder, tiny_tokenizer, tmp_path):
-    with pytest.raises(ValueError, match="2 prompts fill max_length=8 tokens"):
-        train_dpo(
-            AutoModelForCausalLM.from_pretrained(sft_folder),
-            AutoModelForCausalLM.from_pretrained(sft_folder),
-            tiny_tokenizer,
-            pairs_frame().iloc[:2],
-            checkpoint_dir=tmp_path / "checkpoints",
-            beta=0.1,
-            learning_rate=1e-3,
-            epochs=1,
-            batch_size=2,
-            max_length=8,
+def test_a_prompt_that_fills_max_length_is_refused_not_dropped(world, tmp_path):
+    with pytest.raises(ValueError, match="12 prompts fill method_options.dpo.max_length=8"):
+        train_method(
+            get_method("dpo", {"max_length": 8}),
+            trainset_path=world["dpo"],
+            base_path=world["base"],
+            output_dir=str(tmp_path / "dpo"),
+            checkpoint_dir=str(tmp_path / "checkpoints"),
+            settings=SETTINGS,
             seed=0,
+            device="cpu",
         )
+    assert not (tmp_path / "dpo").exists()

@@ -7,7 +7,71 @@ generation cost shows next to the methods that sample once.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
+
+from rewardcond.methods.base import Method, register
+
+log = logging.getLogger(__name__)
+
+
+@register
+class BestOfNMethod(Method):
+    """Best of `n` sampled summaries of the `sft` model under the reward model; `bon4` is n = 4.
+
+    Options (`method_options.bon`, shared by every N): `temperature` and `top_p` of the
+    sampling (defaults 1.0, 1.0). The sampling is seeded; the summaries are `generate`'s length.
+    """
+
+    name = "bon<N>"
+    name_pattern = r"bon(?P<n>[1-9][0-9]*)"
+    needs_scorer = True
+
+    def __init__(self, n: int | str, temperature: float = 1.0, top_p: float = 1.0) -> None:
+        self.n_candidates = int(n)
+        self.name = f"bon{self.n_candidates}"
+        if temperature <= 0 or not 0 < top_p <= 1:
+            raise ValueError(
+                "method_options.bon needs temperature > 0 and 0 < top_p <= 1, got "
+                f"temperature={temperature}, top_p={top_p}"
+            )
+        self.temperature = temperature
+        self.top_p = top_p
+
+    def options(self) -> dict[str, Any]:
+        return {"n": self.n_candidates, "temperature": self.temperature, "top_p": self.top_p}
+
+    def build_model(self, base_path, trainset):
+        raise TypeError(f"{self.name} trains nothing: it samples from the sft model")
+
+    def complete(
+        self, model, tokenizer, prompts, target_rewards, *, posts, generation, seed, scorer=None
+    ):
+        if scorer is None:
+            raise ValueError(f"{self.name} needs the reward model to pick among its candidates")
+        best, scores, generated = best_of_n(
+            model,
+            tokenizer,
+            prompts,
+            posts,
+            scorer,
+            n=self.n_candidates,
+            max_new_tokens=generation["max_new_tokens"],
+            temperature=self.temperature,
+            top_p=self.top_p,
+            batch_size=generation["batch_size"],
+            seed=seed,
+        )
+        log.info(
+            "%s: %d prompts, %.1f tokens sampled per prompt, mean best reward %.4f",
+            self.name,
+            len(prompts),
+            generated.mean(),
+            scores[np.isfinite(scores)].mean() if np.isfinite(scores).any() else float("nan"),
+        )
+        return best
 
 
 def pick_best(scores: np.ndarray, n: int) -> np.ndarray:
