@@ -12,7 +12,7 @@ configfile: "workflow/config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/trainset.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/generate.smk"
+include: "workflow/rules/generate_summaries.smk"
 
 
 rule all:

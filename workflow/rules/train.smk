@@ -16,6 +16,10 @@ rule train:
         seed=config["seed"],
         device=config["device"],
     threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../envs/rewardcond.yaml"
     log:
         "logs/train/{method}.log",
     benchmark:

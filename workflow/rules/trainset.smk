@@ -16,6 +16,8 @@ rule trainset:
         settings=trainset_settings(),
         template=config["prompt"]["template"],
         seed=config["seed"],
+    conda:
+        "../envs/rewardcond.yaml"
     log:
         "logs/trainset/{method}.log",
     benchmark:
@@ -37,6 +39,8 @@ rule targets:
         quantiles=config["trainset"]["targets"]["quantiles"],
         beyond_max_sd=config["trainset"]["targets"]["beyond_max_sd"],
         template=config["prompt"]["template"],
+    conda:
+        "../envs/rewardcond.yaml"
     log:
         "logs/targets/targets.log",
     benchmark:
@@ -54,6 +58,8 @@ rule eval_prompts:
     params:
         n=config["generate"]["n_prompts"],
         seed=config["seed"],
+    conda:
+        "../envs/rewardcond.yaml"
     log:
         "logs/eval_prompts/eval_prompts.log",
     benchmark:

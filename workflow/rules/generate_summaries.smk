@@ -1,7 +1,7 @@
 # Experiment, step 3: summaries of the evaluation prompts, per method and target reward.
 
 
-rule generate:
+rule generate_summaries:
     input:
         model=f"{RESULTS}/models/{{method}}",
         prompts=f"{RESULTS}/eval_prompts.parquet",
@@ -16,9 +16,13 @@ rule generate:
         seed=config["seed"],
         device=config["device"],
     threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../envs/rewardcond.yaml"
     log:
-        "logs/generate/{method}.log",
+        "logs/generate_summaries/{method}.log",
     benchmark:
-        "benchmarks/generate/{method}.tsv"
+        "benchmarks/generate_summaries/{method}.tsv"
     script:
-        "../scripts/generate.py"
+        "../scripts/generate_summaries.py"
