@@ -9,6 +9,8 @@ rule generate_summaries:
         library=library("batching", "generation", "modeling", "scalers", "generate", *METHOD_MODULES),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
+    wildcard_constraints:
+        method=alternation(TRAINED_METHODS),
     params:
         method_options=method_options,
         settings=generate_settings(),
@@ -26,3 +28,39 @@ rule generate_summaries:
         "benchmarks/generate_summaries/{method}.tsv"
     script:
         "../scripts/generate_summaries.py"
+
+
+# Best-of-N: N sampled summaries per prompt from the sft model, the reward model keeps the best.
+rule generate_best_of_n:
+    input:
+        unpack(reward_model_input),
+        model=f"{RESULTS}/models/sft",
+        prompts=f"{RESULTS}/eval_prompts.parquet",
+        targets=f"{RESULTS}/targets.json",
+        library=library(
+            "batching", "generation", "generate", "scoring", "reward_model", *METHOD_MODULES
+        ),
+    output:
+        f"{RESULTS}/generations/{{method}}.parquet",
+    wildcard_constraints:
+        method=alternation(BEST_OF_N),
+    params:
+        method_options=method_options,
+        settings=generate_settings(),
+        template=config["prompt"]["template"],
+        scorer=reward_model_scorer_params(),
+        batch_tokens=config["reward_model"]["batch_tokens"],
+        on_empty=config["reward_model"]["on_empty"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../envs/rewardcond.yaml"
+    log:
+        "logs/generate_best_of_n/{method}.log",
+    benchmark:
+        "benchmarks/generate_best_of_n/{method}.tsv"
+    script:
+        "../scripts/generate_best_of_n.py"

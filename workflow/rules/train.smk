@@ -5,10 +5,12 @@
 rule train:
     input:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
-        base=method_base_model,
+        base=method_start,
         library=library("batching", "generation", "modeling", "scalers", "train", *METHOD_MODULES),
     output:
         directory(f"{RESULTS}/models/{{method}}"),
+    wildcard_constraints:
+        method=alternation(TRAINED_METHODS),
     params:
         method_options=method_options,
         settings=train_settings,
