@@ -9,10 +9,17 @@ min_version("9.0")
 configfile: "workflow/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/base_model.smk"
+include: "workflow/rules/reward_model.smk"
 include: "workflow/rules/trainset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_summaries.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -344,3 +344,59 @@ def test_hub_source_offline_fails_fast_with_the_demo_command(tmp_path):
     )
     assert last.endswith("snakemake --cores 2 --configfile workflow/config/demo.yaml")
     assert not (tmp_path / "out" / "gpt2").exists()
+
+
+# --- config schema of the section ---
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_config(*names: str) -> dict:
+    """config.yaml with the given overlays deep-merged over it, as `--configfile` does."""
+    import yaml
+    from snakemake.utils import update_config
+
+    config = {}
+    for name in ("config.yaml", *names):
+        update_config(config, yaml.safe_load((ROOT / "workflow/config" / name).read_text()))
+    return config
+
+
+def test_both_configs_declare_their_base_models_and_validate():
+    from snakemake.utils import validate
+
+    schema = str(ROOT / "workflow/schemas/config.schema.yaml")
+    real, demo = load_config(), load_config("demo.yaml")
+    validate(real, schema)
+    validate(demo, schema)
+    assert sorted(real["base_models"]) == ["gpt2", "smollm2-135m"]
+    assert real["base_models"]["gpt2"]["revision"] == "607a30d783dfa663caf39e06633721c8d4cfcd7e"
+    assert demo["base_models"]["tiny-gpt2"]["source"] == "config"
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"source": "hub", "hub_id": "openai-community/gpt2", "revision": "main"},
+            "does not match",
+        ),
+        ({"source": "hub", "hub_id": "x", "revision": "0" * 40, "revison": "0"}, "revison"),
+        (
+            {"source": "config", "architecture": "gpt2", "model_config": {}},
+            "'tokenizer' is a required",
+        ),
+        (
+            {"source": "package", "package": "p", "version": "1", "member": "m.gguf"},
+            "'sha256' is a",
+        ),
+    ],
+)
+def test_schema_rejects_a_bad_base_model_entry(entry, message):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = load_config()
+    config["base_models"] = {"broken": entry}
+    with pytest.raises(WorkflowError, match=message):
+        validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))

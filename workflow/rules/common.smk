@@ -28,11 +28,84 @@ def library(*modules):
     return [f"src/rewardcond/{module}.py" for module in ("__init__", "artifacts", *modules)]
 
 
+def data_files():
+    """The raw files to download: the TL;DR files, plus the CNN/DM ones when enabled."""
+    data = config["data"]
+    return data["files"] + (data["cnndm_files"] if data["include_cnndm"] else [])
+
+
 def all_outputs():
     """Every final target of the configured run; `rule all` asks for these."""
-    return [
-        *expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS),
-    ]
+    targets = []
+    targets += [f"data/prepared/{SOURCE}/report.json"]
+    targets += [f"{RESULTS}/reward_model/accuracy.csv", f"{RESULTS}/scored/completions.parquet"]
+    targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
+    targets += [f"{RESULTS}/REPORT.md"]
+    targets += [f"{RESULTS}/tables/{name}.csv" for name in PUBLISHED_TABLES]
+    return targets
+
+
+# --- base models ---
+BASE_MODELS = config.get("base_models", {})
+BASE_MODEL_NAMES = "|".join(re.escape(name) for name in BASE_MODELS) or "(?!)"
+
+
+def base_model_corpus(wildcards):
+    """The prepared corpus a `config` base model trains its tokenizer (and pretrains) on."""
+    if BASE_MODELS[wildcards.name]["source"] != "config":
+        return {}
+    prepared = f"data/prepared/{SOURCE}"
+    return {"posts": f"{prepared}/posts.parquet", "completions": f"{prepared}/completions.parquet"}
+
+
+def base_model_template(wildcards):
+    """The prompt template for a `config` base model (None for others, so editing it reruns only
+    the models built from the corpus)."""
+    if BASE_MODELS[wildcards.name]["source"] != "config":
+        return None
+    return config["prompt"]["template"]
+
+
+def base_model_gpus(wildcards):
+    """One GPU for a base model that is pretrained here, unless the config pins the CPU."""
+    spec = BASE_MODELS[wildcards.name]
+    pretrained = spec["source"] == "config" and spec.get("pretraining", {}).get("steps", 0) > 0
+    return int(pretrained and config["device"] != "cpu")
+
+
+def prompt_template(wildcards):
+    """`prompt.template`, as a function so that Snakemake does not read its {fields} as wildcards."""
+    return config["prompt"]["template"]
+
+
+def reward_model_input(wildcards):
+    """The trained reward model's folder when reward_model.kind is train (a hub RM needs none)."""
+    if config["reward_model"]["kind"] == "train":
+        return {"reward_model": f"{RESULTS}/reward_model/model"}
+    return {}
+
+
+def reward_model_scorer_params():
+    """Keyword arguments of `rewardcond.scoring.load_scorer` for the configured reward model."""
+    section = config["reward_model"]
+    if section["kind"] == "train":
+        return {
+            "kind": "train",
+            "path_or_hub_id": f"{RESULTS}/reward_model/model",
+            "revision": None,
+            "template": config["prompt"]["template"],
+            "dtype": section["train"]["gpu_dtype"],
+            "max_length": None,
+        }
+    pretrained = section["pretrained"]
+    return {
+        "kind": "pretrained",
+        "path_or_hub_id": pretrained["hub_id"],
+        "revision": pretrained["revision"],
+        "template": pretrained["template"] or config["prompt"]["template"],
+        "dtype": pretrained["gpu_dtype"],
+        "max_length": pretrained["max_length"],
+    }
 
 
 # --- experiment: trainset, train, generate ---
@@ -83,6 +156,15 @@ def generate_settings():
     same length as in training."""
     section = {key: value for key, value in config["generate"].items() if key != "n_prompts"}
     return section | {"max_prompt_tokens": config["trainset"]["max_prompt_tokens"]}
+
+
+# --- evaluate/publish ---
+PUBLISHED_TABLES = ("summary", "correlation", "winrate", "comparisons")
+
+
+def gold_reward_file():
+    """The synthetic world's gold function; the real data has none (an empty input)."""
+    return "data/raw/synthetic/gold.jsonl" if SOURCE == "synthetic" else []
 
 
 # --- methods of issue 9: text, dpo, bon<N> ---

@@ -14,7 +14,7 @@ rule generate_summaries:
     params:
         method_options=method_options,
         settings=generate_settings(),
-        template=config["prompt"]["template"],
+        template=prompt_template,
         seed=config["seed"],
         device=config["device"],
     threads: workflow.cores

@@ -14,7 +14,7 @@ rule trainset:
     params:
         method_options=method_options,
         settings=trainset_settings(),
-        template=config["prompt"]["template"],
+        template=prompt_template,
         seed=config["seed"],
     conda:
         "../envs/rewardcond.yaml"
@@ -38,7 +38,7 @@ rule targets:
         settings=trainset_settings(),
         quantiles=config["trainset"]["targets"]["quantiles"],
         beyond_max_sd=config["trainset"]["targets"]["beyond_max_sd"],
-        template=config["prompt"]["template"],
+        template=prompt_template,
     conda:
         "../envs/rewardcond.yaml"
     log:

@@ -56,8 +56,9 @@ def train_tokenizer(
     merges already make every frequent word one token (as a word-level vocabulary would, which is
     what lets a tiny model copy a word with one attention lookup), while any text still encodes
     and decodes exactly, with no `<unk>` and no lost whitespace or newlines. `vocab_size` is a
-    ceiling: training stops early once every word of the corpus is a single token. `<|endoftext|>` is
-    BOS and EOS (as in GPT-2); `<|pad|>` is a separate pad token. No BOS is prepended.
+    ceiling: training stops early once every word of the corpus is a single token.
+    `<|endoftext|>` is BOS and EOS (as in GPT-2); `<|pad|>` is a separate pad token. No BOS is
+    prepended.
     """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

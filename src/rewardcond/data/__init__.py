@@ -1,7 +1,3 @@
-"""The data stage: download OpenAI's TL;DR feedback data or generate a synthetic world, then
-validate and prepare both into the same Parquet tables."""
-
-from rewardcond.data.prepare import BadRecordError, prepare
-from rewardcond.data.synthetic import GoldReward, WorldConfig, generate_world
-
-__all__ = ["BadRecordError", "GoldReward", "WorldConfig", "generate_world", "prepare"]
+"""The data stage: download OpenAI's TL;DR feedback data (`rewardcond.data.download`) or generate
+a synthetic world with a known gold reward (`rewardcond.data.synthetic`), then validate and
+prepare either into the same Parquet tables (`rewardcond.data.prepare`)."""

@@ -93,7 +93,6 @@ class _Fetcher:
                 )
             log.info("%s already in place, not downloaded again", dest)
             return {"url": url, "size": dest.stat().st_size, "sha256": digest, "downloaded": False}
-        dest.parent.mkdir(parents=True, exist_ok=True)
         part = dest.with_name(dest.name + ".part")
         error: Exception | None = None
         for attempt in range(self.retries + 1):
@@ -162,6 +161,7 @@ class _Fetcher:
                 raise DownloadError(
                     f"{url}: HTTP {status} {response.reason}; check data.base_url and data.files"
                 )
+            part.parent.mkdir(parents=True, exist_ok=True)
             with (
                 open(part, mode) as handle,
                 tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=name) as bar,

@@ -1,0 +1,282 @@
+"""Tables, verdict and REPORT of rewardcond.report on the small evaluated world."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targets
+
+from rewardcond.artifacts import write_parquet
+from rewardcond.evaluation import BootstrapSettings, best_targets, combine
+from rewardcond.report import PLOTS, TABLES, build_tables, publish, verdict_lines
+
+SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
+SUMMARY_COLUMNS = [
+    "method",
+    "target_name",
+    "target_reward",
+    "in_range",
+    "n",
+    "n_prompts",
+    "n_empty",
+    "achieved_reward_mean",
+    "achieved_reward_ci_low",
+    "achieved_reward_ci_high",
+    "gold_reward_mean",
+    "gold_reward_ci_low",
+    "gold_reward_ci_high",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "length_mean",
+    "eos_rate",
+    "distinct1",
+    "distinct2",
+    "winrate_rm",
+    "winrate_rm_ci_low",
+    "winrate_rm_ci_high",
+    "winrate_gold",
+    "winrate_gold_ci_low",
+    "winrate_gold_ci_high",
+    "generated_tokens_per_prompt",
+    "n_candidates",
+]
+CORRELATION_COLUMNS = [
+    "method",
+    "n",
+    "n_prompts",
+    "spearman_pooled",
+    "spearman_pooled_ci_low",
+    "spearman_pooled_ci_high",
+    "spearman_per_prompt_mean",
+    "spearman_per_prompt_n",
+    "spearman_gold_pooled",
+    "spearman_gold_pooled_ci_low",
+    "spearman_gold_pooled_ci_high",
+    "spearman_gold_per_prompt_mean",
+    "spearman_gold_per_prompt_n",
+    "calibration_mae",
+]
+WINRATE_COLUMNS = [
+    "method",
+    "target_name",
+    "target_reward",
+    "n",
+    "achieved_reward_mean",
+    "gold_reward_mean",
+    "gold_reward_ci_low",
+    "gold_reward_ci_high",
+    "winrate_rm",
+    "winrate_rm_ci_low",
+    "winrate_rm_ci_high",
+    "winrate_gold",
+    "winrate_gold_ci_low",
+    "winrate_gold_ci_high",
+    "train_seconds",
+    "generated_tokens_per_prompt",
+    "n_candidates",
+]
+
+
+def tables_for(main_method="scalar", **world):
+    frames, references = make_world(**world)
+    frame = combine(frames, references, TARGETS)
+    return build_tables(
+        frame, TARGETS, SETTINGS, train_seconds={"scalar": 60.0}, main_method=main_method
+    )
+
+
+def test_tables_have_the_contracted_columns_and_rows():
+    tables = tables_for()
+    summary, correlation, winrate = tables["summary"], tables["correlation"], tables["winrate"]
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert list(correlation.columns) == CORRELATION_COLUMNS
+    assert list(winrate.columns) == WINRATE_COLUMNS
+    # 2 conditioned methods x 3 targets + 1 baseline; correlation: conditioned only.
+    assert summary[["method", "target_name"]].values.tolist() == [
+        ["scalar", "q05"],
+        ["scalar", "q50"],
+        ["scalar", "max+1sd"],
+        ["text", "q05"],
+        ["text", "q50"],
+        ["text", "max+1sd"],
+        ["sft", "none"],
+    ]
+    assert summary["n"].tolist() == [len(POST_IDS) * SAMPLES] * 7
+    assert summary["eos_rate"].tolist() == [0.5] * 7
+    assert summary["length_mean"].tolist() == [6.5] * 7
+    assert correlation["method"].tolist() == ["scalar", "text"]
+    # Only the two in-range targets enter the correlation.
+    assert correlation["n"].tolist() == [2 * len(POST_IDS) * SAMPLES] * 2
+    assert winrate["method"].tolist() == ["scalar", "text", "sft"]
+    assert winrate["train_seconds"].tolist()[0] == 60.0
+    assert winrate["train_seconds"].isna().tolist() == [False, True, True]
+    # Scalar's reward is the target plus small noise: near-perfect rank correlation.
+    assert correlation.loc[0, "spearman_pooled"] > 0.8
+    assert correlation.loc[0, "spearman_gold_pooled"] < -0.8
+    for _, row in summary.iterrows():
+        assert row["achieved_reward_ci_low"] <= row["achieved_reward_mean"]
+        assert row["achieved_reward_mean"] <= row["achieved_reward_ci_high"]
+
+
+def test_empty_summaries_are_counted_and_left_out_of_the_reward_mean():
+    frames, references = make_world()
+    scalar = frames[0]
+    empty = (scalar["target_name"] == "q50") & (scalar["post_id"] == "p0")
+    scalar.loc[empty, "text"] = ""
+    scalar.loc[empty, "reward"] = np.nan
+    tables = build_tables(combine(frames, references, TARGETS), TARGETS, SETTINGS)
+    summary = tables["summary"].set_index(["method", "target_name"])
+    assert summary["n_empty"].tolist() == [0, 2, 0, 0, 0, 0, 0]
+    expected = scalar.loc[(scalar["target_name"] == "q50") & ~empty, "reward"].mean()
+    assert summary.loc[("scalar", "q50"), "achieved_reward_mean"] == pytest.approx(expected)
+    assert summary.loc[("scalar", "q50"), "n"] == 16
+    assert np.isfinite(tables["correlation"]["spearman_pooled"]).all()
+
+
+def test_best_target_is_the_in_range_one_with_highest_reward():
+    summary = tables_for()["summary"]
+    # scalar's reward is highest at max+1sd, but that target lies outside the training range.
+    assert best_targets(summary) == {"scalar": "q50", "text": "q50", "sft": "none"}
+
+
+def test_win_rates_against_the_reference():
+    summary = tables_for()["summary"].set_index(["method", "target_name"])
+    # References score 0.0; scalar at q05 has reward -1 + noise (always loses), at q50 ~ coin flip.
+    assert summary.loc[("scalar", "q05"), "winrate_rm"] == 0.0
+    assert summary.loc[("scalar", "max+1sd"), "winrate_rm"] == 1.0
+    # Gold: references have 0.5; scalar at q05 has gold 0.7 (always wins), at max+1sd 0.1.
+    assert summary.loc[("scalar", "q05"), "winrate_gold"] == 1.0
+    assert summary.loc[("scalar", "max+1sd"), "winrate_gold"] == 0.0
+    assert summary.loc[("sft", "none"), "winrate_gold"] == 0.0
+
+
+def test_verdict_follows_the_numbers():
+    lines = verdict_lines(tables_for(text_gold=0.4), 0.95, "scalar")
+    gold_line = next(line for line in lines if line.startswith("Highest gold reward"))
+    assert gold_line.startswith("Highest gold reward: **scalar @ q50** with 0.50")
+    assert "significant" in gold_line
+    changed = verdict_lines(tables_for(text_gold=0.8), 0.95, "scalar")
+    gold_line = next(line for line in changed if line.startswith("Highest gold reward"))
+    assert gold_line.startswith("Highest gold reward: **text @ q50** with 0.80")
+    assert re.search(r"text @ q50 minus scalar @ q50 = \+0\.(29|30|31)\d", gold_line)
+    assert ", significant (paired bootstrap over 8 prompts)" in gold_line
+    main = next(line for line in changed if line.startswith("scalar on gold reward"))
+    assert "loses to text" in main and "beats sft" in main
+    calibration = next(line for line in lines if line.startswith("Best calibration"))
+    assert calibration.startswith("Best calibration (pooled Spearman(target, achieved), in-range")
+    assert "**scalar** with 0.8" in calibration
+    assert "scalar minus text = +0." in calibration
+
+
+@pytest.mark.parametrize(
+    ("slope", "expected"),
+    [(-0.2, True), (0.0, False), (0.2, False)],
+    ids=["falls", "flat", "rises"],
+)
+def test_overoptimisation_sentence_only_when_proxy_rises_and_gold_falls(slope, expected):
+    lines = verdict_lines(tables_for(scalar_gold_slope=slope), 0.95, "scalar")
+    flagged = [line for line in lines if "this is over-optimisation" in line]
+    assert len(flagged) == int(expected)
+    if expected:
+        assert flagged[0].startswith("**Over-optimisation in scalar**")
+    checked = next(line for line in lines if line.startswith("Proxy and gold do not move"))
+    assert checked.endswith(": text.") if expected else checked.endswith(": scalar, text.")
+
+
+def test_world_without_gold_says_so():
+    lines = verdict_lines(tables_for(with_gold=False), 0.95, "scalar")
+    assert "No gold reward: no method has a value for it in this run." in lines
+    assert not any("over-optimisation" in line.lower() for line in lines)
+    assert not any(line.startswith("Proxy and gold") for line in lines)
+
+
+def test_publish_writes_tables_plots_and_report(tmp_path):
+    frames, references = make_world()
+    paths = []
+    for frame in frames:
+        path = tmp_path / "evaluated" / f"{frame['method'].iloc[0]}.parquet"
+        write_parquet(path, frame)
+        paths.append(path)
+    write_parquet(tmp_path / "evaluated" / "references.parquet", references)
+    write_targets(tmp_path / "targets.json")
+    benchmarks = tmp_path / "benchmarks"
+    (benchmarks / "train").mkdir(parents=True)
+    (benchmarks / "train" / "scalar.tsv").write_text("s\tmax_rss\n42.0\t300\n")
+    (benchmarks / "evaluate").mkdir()
+    (benchmarks / "evaluate" / "scalar.tsv").write_text("s\tmax_rss\n3.0\t200\n")
+    write_parquet(tmp_path / "eval_prompts.parquet", pd.DataFrame({"post_id": POST_IDS}))
+    results = tmp_path / "results"
+    tables = publish(
+        evaluated=paths,
+        references=tmp_path / "evaluated" / "references.parquet",
+        targets=tmp_path / "targets.json",
+        results=results,
+        benchmarks=benchmarks,
+        data_files={"eval prompts": tmp_path / "eval_prompts.parquet"},
+        setup={
+            "run": "fixture",
+            "seed": 3,
+            "data": {"source": "synthetic"},
+            "base_models": {"tiny-gpt2": {"source": "config", "n_layer": 2, "extra": {"a": 1}}},
+        },
+        n_resamples=100,
+        seed=3,
+        main_method="scalar",
+    )
+    written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    expected = sorted(
+        [f"tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md")]
+        + [f"plots/{name}.png" for name in PLOTS]
+        + ["REPORT.md"]
+    )
+    assert written == expected
+    assert len(pd.read_csv(results / "tables" / "summary.csv")) == 7
+    assert pd.read_csv(results / "tables" / "winrate.csv")["train_seconds"].iloc[0] == 42.0
+    report = (results / "REPORT.md").read_text()
+    for line in verdict_lines(tables, 0.95, "scalar"):
+        assert f"- {line}\n" in report
+    assert "**Over-optimisation in scalar**" in report
+    assert "| eval prompts |      8 |" in report
+    assert "| train    |      1 |" in report
+    assert "Pearson r = 0.45" in report
+    assert "- Models: base models `tiny-gpt2` (source=config, n_layer=2); reward model" in report
+    for plot in PLOTS:
+        assert (results / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_combine_rejects_inconsistent_inputs():
+    frames, references = make_world()
+    with pytest.raises(
+        ValueError, match=r"one distinct method per file, found \[\['scalar'\], \['scalar'\]"
+    ):
+        combine([frames[0], frames[0]], references, TARGETS)
+    moved = frames[0].assign(target_reward=frames[0]["target_reward"] + 0.5)
+    with pytest.raises(ValueError, match=r"48 rows have a target_reward other than targets.json"):
+        combine([moved], references, TARGETS)
+    renamed = frames[0].replace({"target_name": {"q50": "q75"}})
+    with pytest.raises(ValueError, match=r"target_name \['q75'\] not in targets.json"):
+        combine([renamed], references, TARGETS)
+    mixed = pd.concat([frames[0], frames[2].assign(method="scalar")])
+    with pytest.raises(
+        ValueError, match=r"methods \['scalar'\] mix rows with and without a target"
+    ):
+        combine([mixed], references, TARGETS)
+    with pytest.raises(ValueError, match=r"no reference score for post_id \['p0'\]"):
+        combine(frames, references.iloc[1:], TARGETS)
+
+
+def test_publish_rejects_an_unknown_main_method(tmp_path):
+    frames, references = make_world()
+    write_parquet(tmp_path / "scalar.parquet", frames[0])
+    write_parquet(tmp_path / "references.parquet", references)
+    write_targets(tmp_path / "targets.json")
+    with pytest.raises(ValueError, match=r"main_method 'dpo' is not among methods \['scalar'\]"):
+        publish(
+            evaluated=[tmp_path / "scalar.parquet"],
+            references=tmp_path / "references.parquet",
+            targets=tmp_path / "targets.json",
+            results=tmp_path / "results",
+            main_method="dpo",
+        )

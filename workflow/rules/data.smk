@@ -1,0 +1,67 @@
+# Data stage: the raw files (downloaded from OpenAI, or a generated synthetic world) and the
+# validated Parquet tables every later stage reads.
+
+
+rule download:
+    input:
+        library("data/__init__", "data/download"),
+    output:
+        "data/raw/openai/manifest.json",
+    params:
+        base_url=config["data"]["base_url"],
+        files=data_files(),
+        sha256=config["data"]["sha256"],
+        timeout=config["data"]["timeout_s"],
+        retries=config["data"]["retries"],
+        backoff=config["data"]["backoff_s"],
+    log:
+        "logs/download/openai.log",
+    benchmark:
+        "benchmarks/download/openai.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/download.py"
+
+
+rule generate:
+    input:
+        library("data/__init__", "data/synthetic"),
+    output:
+        manifest="data/raw/synthetic/manifest.json",
+        gold="data/raw/synthetic/gold.jsonl",
+    params:
+        world=config["synthetic"],
+        seed=config["seed"],
+    log:
+        "logs/generate/synthetic.log",
+    benchmark:
+        "benchmarks/generate/synthetic.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/generate.py"
+
+
+rule prepare:
+    input:
+        library("data/__init__", "data/prepare", "data/synthetic"),
+        manifest="data/raw/{source}/manifest.json",
+    output:
+        posts="data/prepared/{source}/posts.parquet",
+        comparisons="data/prepared/{source}/comparisons.parquet",
+        completions="data/prepared/{source}/completions.parquet",
+        report="data/prepared/{source}/report.json",
+        report_md="data/prepared/{source}/report.md",
+    params:
+        on_bad_record=config["data"]["on_bad_record"],
+    wildcard_constraints:
+        source="openai|synthetic",
+    log:
+        "logs/prepare/{source}.log",
+    benchmark:
+        "benchmarks/prepare/{source}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/prepare.py"

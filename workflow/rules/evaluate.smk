@@ -1,0 +1,127 @@
+# Evaluate and publish (issue 5 sections 4-5, issue 9): score every method's generations and the
+# reference summaries with the reward model (and gold where the world has one), then write the
+# tables, plots and REPORT.md under results/<run>/.
+
+
+rule evaluate:
+    input:
+        unpack(reward_model_input),
+        generations=f"{RESULTS}/generations/{{method}}.parquet",
+        prompts=f"{RESULTS}/eval_prompts.parquet",
+        gold=gold_reward_file(),
+        library=library(
+            "evaluation", "metrics/rouge/rouge", "reward_model", "scoring", "data/synthetic"
+        ),
+    output:
+        f"{RESULTS}/evaluated/{{method}}.parquet",
+    params:
+        scorer=reward_model_scorer_params(),
+        batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
+        on_empty=lookup(dpath="evaluate/on_empty", within=config),
+        device=lookup(dpath="device", within=config),
+        use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        "logs/evaluate/{method}.log",
+    benchmark:
+        "benchmarks/evaluate/{method}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule score_references:
+    input:
+        unpack(reward_model_input),
+        prompts=f"{RESULTS}/eval_prompts.parquet",
+        gold=gold_reward_file(),
+        library=library("evaluation", "reward_model", "scoring", "data/synthetic"),
+    output:
+        f"{RESULTS}/evaluated/references.parquet",
+    params:
+        scorer=reward_model_scorer_params(),
+        batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
+        device=lookup(dpath="device", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        f"logs/score_references/{RUN}.log",
+    benchmark:
+        f"benchmarks/score_references/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/score_references.py"
+
+
+rule publish:
+    input:
+        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=METHODS),
+        references=f"{RESULTS}/evaluated/references.parquet",
+        targets=f"{RESULTS}/targets.json",
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
+        prompts=f"{RESULTS}/eval_prompts.parquet",
+        library=library("evaluation", "report"),
+    output:
+        summary=report(
+            f"{RESULTS}/tables/summary.csv", caption="../report/summary.rst", category="Tables"
+        ),
+        summary_md=f"{RESULTS}/tables/summary.md",
+        correlation=report(
+            f"{RESULTS}/tables/correlation.csv",
+            caption="../report/correlation.rst",
+            category="Tables",
+        ),
+        correlation_md=f"{RESULTS}/tables/correlation.md",
+        winrate=report(
+            f"{RESULTS}/tables/winrate.csv", caption="../report/winrate.rst", category="Tables"
+        ),
+        winrate_md=f"{RESULTS}/tables/winrate.md",
+        comparisons=report(
+            f"{RESULTS}/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+        comparisons_md=f"{RESULTS}/tables/comparisons.md",
+        calibration=report(
+            f"{RESULTS}/plots/calibration.png",
+            caption="../report/calibration.rst",
+            category="Plots",
+        ),
+        reward_distribution=report(
+            f"{RESULTS}/plots/reward_distribution.png",
+            caption="../report/reward_distribution.rst",
+            category="Plots",
+        ),
+        overoptimisation=report(
+            f"{RESULTS}/plots/overoptimisation.png",
+            caption="../report/overoptimisation.rst",
+            category="Plots",
+        ),
+        winrate_plot=report(
+            f"{RESULTS}/plots/winrate.png",
+            caption="../report/winrate_plot.rst",
+            category="Plots",
+        ),
+        report_md=f"{RESULTS}/REPORT.md",
+    params:
+        benchmarks="benchmarks",
+        n_resamples=lookup(dpath="evaluate/bootstrap_samples", within=config),
+        level=lookup(dpath="evaluate/ci_level", within=config),
+        main_method=lookup(dpath="evaluate/main_method", within=config),
+        seed=lookup(dpath="seed", within=config),
+        # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
+        setup=config,
+    log:
+        f"logs/publish/{RUN}.log",
+    benchmark:
+        f"benchmarks/publish/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/publish.py"

@@ -1,0 +1,77 @@
+# Reward model (issue 4): a pretrained hub RM or one trained on the comparisons; its accuracy on
+# held-out comparisons; the reward of every completion (comparison summaries and references).
+
+
+rule train_reward_model:
+    input:
+        comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        base=f"data/models/{config['reward_model']['train']['base']}",
+        library=library("reward_model", "scoring"),
+    output:
+        model=directory(f"{RESULTS}/reward_model/model"),
+    params:
+        train=lookup(dpath="reward_model/train", within=config),
+        template=prompt_template,
+        seed=lookup(dpath="seed", within=config),
+        device=lookup(dpath="device", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        f"logs/train_reward_model/{RUN}.log",
+    benchmark:
+        f"benchmarks/train_reward_model/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/train_reward_model.py"
+
+
+rule score_completions:
+    input:
+        unpack(reward_model_input),
+        completions=f"data/prepared/{SOURCE}/completions.parquet",
+        posts=f"data/prepared/{SOURCE}/posts.parquet",
+        library=library("reward_model", "scoring"),
+    output:
+        scored=f"{RESULTS}/scored/completions.parquet",
+        report=f"{RESULTS}/scored/report.json",
+    params:
+        scorer=reward_model_scorer_params(),
+        on_empty=lookup(dpath="reward_model/on_empty", within=config),
+        batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
+        device=lookup(dpath="device", within=config),
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        f"logs/score_completions/{RUN}.log",
+    benchmark:
+        f"benchmarks/score_completions/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/score_completions.py"
+
+
+rule reward_model_accuracy:
+    input:
+        comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
+        scored=f"{RESULTS}/scored/completions.parquet",
+        data_report=f"data/prepared/{SOURCE}/report.json",
+        library=library("reward_model", "scoring"),
+    output:
+        csv=f"{RESULTS}/reward_model/accuracy.csv",
+        md=f"{RESULTS}/reward_model/accuracy.md",
+    params:
+        samples=lookup(dpath="reward_model/bootstrap_samples", within=config),
+        seed=lookup(dpath="seed", within=config),
+    log:
+        f"logs/reward_model_accuracy/{RUN}.log",
+    benchmark:
+        f"benchmarks/reward_model_accuracy/{RUN}.tsv"
+    conda:
+        "../envs/rewardcond.yaml"
+    script:
+        "../scripts/reward_model_accuracy.py"

@@ -1,0 +1,25 @@
+"""Rule publish: tables, plots and REPORT.md from every method's evaluated generations."""
+
+from pathlib import Path
+
+from rewardcond.artifacts import log_to_file
+from rewardcond.report import publish
+
+log_to_file(snakemake.log[0])
+publish(
+    evaluated=snakemake.input.evaluated,
+    references=snakemake.input.references,
+    targets=snakemake.input.targets,
+    results=Path(snakemake.output.report_md).parent,  # results/<run>/
+    benchmarks=snakemake.params.benchmarks,
+    data_files={
+        "posts": snakemake.input.posts,
+        "comparisons": snakemake.input.comparisons,
+        "eval prompts": snakemake.input.prompts,
+    },
+    setup=dict(snakemake.params.setup),
+    n_resamples=snakemake.params.n_resamples,
+    level=snakemake.params.level,
+    seed=snakemake.params.seed,
+    main_method=snakemake.params.main_method,
+)

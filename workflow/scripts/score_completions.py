@@ -1,0 +1,22 @@
+"""Snakemake adapter: score every completion with the reward model (rule score_completions)."""
+
+import torch
+
+from rewardcond.artifacts import log_to_file
+from rewardcond.scoring import load_scorer, score_completions
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+scorer = load_scorer(
+    **snakemake.params.scorer,
+    device=snakemake.params.device,
+    batch_tokens=snakemake.params.batch_tokens,
+    on_empty=snakemake.params.on_empty,
+)
+score_completions(
+    completions_path=snakemake.input.completions,
+    posts_path=snakemake.input.posts,
+    output_path=snakemake.output.scored,
+    report_path=snakemake.output.report,
+    scorer=scorer,
+)
