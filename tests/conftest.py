@@ -14,6 +14,10 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+# Tests use tiny models, which gain nothing from intra-op threads; on a shared CPU the extra
+# threads only contend (measured: the padding tests take 8.6 s with the default, 0.9 s with one).
+torch.set_num_threads(1)
+
 CORPUS = [
     "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans\n\nPOST: We share a flat. "
     "She leaves dishes everywhere.\nI asked twice.\n\nTL;DR: roommate is messy, what do I do?",

@@ -120,6 +120,35 @@ def test_kv_cache_matches_full_recomputation(conditioned):
     assert (uncached_logits - recomputed_logits).abs().max().item() <= TOLERANCE
 
 
+def test_manual_decoding_with_the_returned_cache(conditioned):
+    """Positions and masks are derived from the cache when the caller passes none."""
+    model, tokenizer = conditioned
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    next_ids = torch.tensor([[5], [6], [7]])
+    with torch.no_grad():
+        expected = model(
+            torch.cat([input_ids, next_ids], 1),
+            attention_mask=torch.cat([attention_mask, torch.ones_like(next_ids)], 1),
+            target_rewards=REWARDS,
+        ).logits[:, -1]
+        cache = model(
+            input_ids, attention_mask=attention_mask, target_rewards=REWARDS, use_cache=True
+        ).cache
+        assert cache.get_seq_length() == input_ids.shape[1] + 1
+        step = model(
+            next_ids,
+            attention_mask=torch.cat([attention_mask, torch.ones_like(next_ids)], 1),
+            cache=cache,
+        ).logits[:, -1]
+    assert (step - expected).abs().max().item() <= TOLERANCE
+    unpadded = torch.tensor(encode(tokenizer)[:1])
+    with torch.no_grad():
+        expected = model(torch.cat([unpadded, next_ids[:1]], 1), target_rewards=REWARDS[:1]).logits
+        cache = model(unpadded, target_rewards=REWARDS[:1], use_cache=True).cache
+        step = model(next_ids[:1], cache=cache).logits  # no mask, no positions
+    assert (step[:, -1] - expected[:, -1]).abs().max().item() <= TOLERANCE
+
+
 def record_base_calls(model):
     """Record the position ids and attention masks the base model receives."""
     calls = []
@@ -339,15 +368,34 @@ def test_hf_trainer_with_collator(conditioned, tmp_path):
     assert_every_parameter_changed(model, before)
 
 
-def test_gradient_checkpointing_reaches_the_base_and_keeps_gradients(conditioned):
+def test_hf_trainer_that_drops_the_reward_column_fails_clearly(tiny_tokenizer, tmp_path):
+    from conftest import tiny_gpt2
+    from transformers import Trainer, TrainingArguments
+
+    model = RewardConditionedLM.from_base(tiny_gpt2(tiny_tokenizer)[0])
+    features, _ = training_batch(tiny_tokenizer)
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, report_to="none", use_cpu=True, disable_tqdm=True
+    )
+    collator = RewardConditionedCollator(tiny_tokenizer)
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
+    with pytest.raises(ValueError, match="target_rewards is required.*remove_unused_columns"):
+        trainer.train()
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated:FutureWarning")
+@pytest.mark.parametrize(
+    "enable", ["activation_checkpointing_enable", "gradient_checkpointing_enable"]
+)
+def test_gradient_checkpointing_reaches_the_base_and_keeps_gradients(conditioned, enable):
     model, tokenizer = conditioned
     _, batch = training_batch(tokenizer)
     model.train()
     model(**batch).loss.backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
-    model.gradient_checkpointing_enable()  # the usual HF Trainer entry point
-    assert model.language_model.is_gradient_checkpointing
+    getattr(model, enable)()  # HF Trainer calls activation_checkpointing_enable
+    assert model.language_model.is_activation_checkpointing
     model(**batch).loss.backward()
     for name, parameter in model.named_parameters():
         assert torch.allclose(parameter.grad, expected[name], atol=1e-6), name
@@ -450,3 +498,22 @@ def test_unsupported_generation_caches_are_rejected(conditioned):
     input_ids = torch.tensor(encode(tokenizer)[:1])
     with pytest.raises(ValueError, match="cache_implementation"):
         model.generate(input_ids, target_rewards=[1.0], cache_implementation="static")
+    cache = model(input_ids, target_rewards=[1.0], use_cache=True).cache
+    with pytest.raises(ValueError, match="cache: continuing generation"):
+        model.generate(input_ids, target_rewards=[1.0], cache=cache)
+    with pytest.raises(ValueError, match="attention_mask must cover the text so far"):
+        model(input_ids[:, -1:], attention_mask=torch.ones_like(input_ids), cache=cache)
+
+
+def test_attention_implementation_can_be_chosen_at_load_time(conditioned, tmp_path):
+    model, tokenizer = conditioned
+    model.save_pretrained(tmp_path)
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    with torch.no_grad():
+        expected = model(input_ids, attention_mask=attention_mask, target_rewards=REWARDS).logits
+    loaded = RewardConditionedLM.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    assert loaded.language_model.config._attn_implementation == "eager"
+    with torch.no_grad():
+        logits = loaded(input_ids, attention_mask=attention_mask, target_rewards=REWARDS).logits
+    mask = attention_mask.bool()
+    assert (logits[mask] - expected[mask]).abs().max().item() <= TOLERANCE

@@ -62,7 +62,8 @@ class RewardConditionedConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        # The base's own config decides weight tying; mirror it so that top-level checks agree.
+        # The base's own config decides weight tying; mirrored for code that reads it at the top
+        # level (as transformers' composite configs, e.g. Llava, do).
         self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
 
 
@@ -71,6 +72,13 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
 
     Build it with `from_base(model, scaler)`, `from_pretrained(path)` (also through
     `AutoModelForCausalLM`), or `RewardConditionedLM(config)` for a randomly initialised base.
+
+    Attributes:
+        language_model: the wrapped base causal LM (its modules, config and LM head).
+        reward_embedding: the `Linear(1, hidden)` map from the scaled reward to the slot.
+        scaler: the `RewardScaler` applied to raw target rewards; assign a fitted one
+            (`model.scaler = make_scaler("standardize").fit(train_rewards)`). It is saved into
+            `config.json` and `scaler.json` by `save_pretrained`.
     """
 
     config_class = RewardConditionedConfig
@@ -82,7 +90,9 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
     _supports_flex_attn = True
     _supports_attention_backend = True
 
-    def __init__(self, config: RewardConditionedConfig, language_model: PreTrainedModel = None):
+    def __init__(
+        self, config: RewardConditionedConfig, language_model: PreTrainedModel | None = None
+    ):
         super().__init__(config)
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
@@ -91,6 +101,12 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
         self.config.text_config = language_model.config
         hidden_size = language_model.get_input_embeddings().embedding_dim
         self.reward_embedding = nn.Linear(1, hidden_size)
+        # The scaler applied to raw target rewards; written into the config by save_pretrained.
+        self.scaler: RewardScaler = (
+            RewardScaler.from_dict(config.reward_scaler)
+            if config.reward_scaler
+            else IdentityScaler()
+        )
         self.loss_type = "ForCausalLM"
         self.post_init()
 
@@ -116,17 +132,6 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
             std = getattr(self.config.text_config, "initializer_range", None) or 0.02
             nn.init.normal_(module.weight, mean=0.0, std=std)
             nn.init.zeros_(module.bias)
-
-    @property
-    def scaler(self) -> RewardScaler:
-        """The scaler applied to raw target rewards (stored in `config.reward_scaler`)."""
-        if self.config.reward_scaler is None:
-            return IdentityScaler()
-        return RewardScaler.from_dict(self.config.reward_scaler)
-
-    @scaler.setter
-    def scaler(self, scaler: RewardScaler) -> None:
-        self.config.reward_scaler = scaler.to_dict()
 
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
@@ -301,6 +306,7 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """Save weights (safetensors), config (with base config and scaler) and `scaler.json`."""
+        self.config.reward_scaler = self.scaler.to_dict()
         super().save_pretrained(save_directory, **kwargs)
         self.scaler.save(os.path.join(save_directory, SCALER_FILE))
 
