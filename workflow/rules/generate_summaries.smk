@@ -38,7 +38,14 @@ rule generate_best_of_n:
         prompts=f"{RESULTS}/eval_prompts.parquet",
         targets=f"{RESULTS}/targets.json",
         library=library(
-            "batching", "generation", "generate", "scoring", "reward_model", *METHOD_MODULES
+            "batching",
+            "generation",
+            "modeling",
+            "scalers",
+            "generate",
+            "scoring",
+            "reward_model",
+            *METHOD_MODULES,
         ),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
@@ -47,7 +54,7 @@ rule generate_best_of_n:
     params:
         method_options=method_options,
         settings=generate_settings(),
-        template=config["prompt"]["template"],
+        template=prompt_template,
         scorer=reward_model_scorer_params(),
         batch_tokens=config["reward_model"]["batch_tokens"],
         on_empty=config["reward_model"]["on_empty"],
