@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -18,8 +17,8 @@ from tqdm.auto import tqdm
 from rewardcond.artifacts import resolve_device, set_seed, write_parquet
 from rewardcond.batching import PromptTemplate, max_text_length
 from rewardcond.distributed import merge_shards, take_shard
-from rewardcond.generation import complete
 from rewardcond.methods import Method
+from rewardcond.modeling import RewardConditionedLM
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +73,18 @@ def generate_method(
     seed: int,
     device: str = "auto",
     shard: str = "1-of-1",
+    scorer=None,
 ) -> pd.DataFrame:
     """Generate for every eval prompt x condition x sample; write and return the table.
 
     `shard` ("<i>-of-<n>") generates for that contiguous block of prompts only;
-    `merge_generation_shards` joins the blocks into the single-job table.
+    `merge_generation_shards` joins the blocks into the single-job table. `scorer` (a
+    `rewardcond.scoring.Scorer`) is for methods that need the reward model to generate
+    (`method.needs_scorer`, best-of-N). A target reward reaches the model through its slot when
+    it has one (`RewardConditionedLM`), otherwise only through the condition's prefix.
     """
+    if method.needs_scorer and scorer is None:
+        raise ValueError(f"method {method.name!r} needs a scorer (the reward model) to generate")
     set_seed(seed)
     model, tokenizer = method.load_model(model_path)
     model.to(resolve_device(device)).eval()
@@ -91,24 +96,30 @@ def generate_method(
     budget = min(settings.max_prompt_tokens, max_text_length(model) - settings.max_new_tokens)
     rendered = render_prompts(prompts, tokenizer, PromptTemplate(template), budget - prefix_tokens)
 
+    posts = prompts[["subreddit", "title", "post"]].to_dict("records")
+    generation = {
+        "max_new_tokens": settings.max_new_tokens,
+        "do_sample": settings.do_sample,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "batch_size": settings.batch_size,
+    }
     rows = []
     passes = [(c, s) for c in conditions for s in range(settings.num_samples)]
     for condition, sample in tqdm(passes, desc=f"generate {method.name}", unit="pass"):
         prefixed = [condition.prefix + prompt for prompt in rendered]
         rewards = None
-        if not math.isnan(condition.target_reward):
+        if isinstance(model, RewardConditionedLM):
             rewards = [condition.target_reward] * len(prefixed)
-        completions = complete(
+        completions = method.complete(
             model,
             tokenizer,
             prefixed,
             rewards,
-            max_new_tokens=settings.max_new_tokens,
-            do_sample=settings.do_sample,
-            temperature=settings.temperature,
-            top_p=settings.top_p,
-            batch_size=settings.batch_size,
+            posts=posts,
+            generation=generation,
             seed=seed + sample,
+            scorer=scorer,
         )
         for post_id, completion in zip(prompts["post_id"], completions, strict=True):
             rows.append(
@@ -121,7 +132,7 @@ def generate_method(
                     "text": completion.text,
                     "n_tokens": len(completion.token_ids),
                     "finished": completion.finished,
-                    "n_candidates": 1,
+                    "n_candidates": method.n_candidates,
                 }
             )
     table = pd.DataFrame(rows, columns=GENERATION_COLUMNS).astype(

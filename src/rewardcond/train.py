@@ -138,7 +138,7 @@ def train_method(
     }
     manifest = build_manifest(params=params, seed=seed, inputs=[trainset_path, base_path])
 
-    args = TrainingArguments(
+    arguments = dict(
         output_dir=checkpoint_dir,
         per_device_train_batch_size=plan.per_device_batch_size,
         gradient_accumulation_steps=plan.gradient_accumulation_steps,
@@ -161,6 +161,7 @@ def train_method(
         report_to="none",
         remove_unused_columns=False,
     )
+    args = TrainingArguments(**arguments)
     fingerprint = {
         "params": params,
         "seed": seed,
@@ -173,15 +174,22 @@ def train_method(
 
     set_seed(seed)
     model, tokenizer = method.build_model(base_path, trainset)
-    dataset = ExampleDataset(method, trainset, tokenizer, max_text_length(model), settings.loss_on)
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=RewardConditionedCollator(tokenizer),
-        processing_class=tokenizer,
-        callbacks=list(callbacks),
-    )
+    if method.learns_from_pairs:
+        trainer = method.pair_trainer(
+            model, tokenizer, trainset, base_path=base_path, args=arguments, callbacks=callbacks
+        )
+    else:
+        dataset = ExampleDataset(
+            method, trainset, tokenizer, max_text_length(model), settings.loss_on
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            data_collator=RewardConditionedCollator(tokenizer),
+            processing_class=tokenizer,
+            callbacks=list(callbacks),
+        )
     last = last_checkpoint(checkpoint_dir)
     if last:
         log.info("resuming %s from %s", method.name, last)

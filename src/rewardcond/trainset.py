@@ -169,9 +169,13 @@ def build_trainset(
     seed: int,
     output_path: str,
     report_path: str,
+    comparisons_path: str | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Write the training rows of `method` (Parquet) and a report of what was kept, skipped and
-    why (JSON); lengths are counted with the tokenizer of the base folder. Returns both."""
+    why (JSON); lengths are counted with the tokenizer of the base folder. Returns both.
+
+    A method that learns from pairs (`dpo`) gets one row per train comparison of
+    `comparisons_path` whose two summaries passed the filters (columns of `Method.pair_rows`)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -185,6 +189,12 @@ def build_trainset(
         raise ValueError(f"every train row of {scored_path} was filtered out: {counts}")
     rows = method.label_rows(rows)
     report = {"method": method.name, "sources": list(sources), "filter": counts}
+    if method.learns_from_pairs:
+        if comparisons_path is None:
+            raise ValueError(f"method {method.name!r} learns from pairs: pass comparisons_path")
+        rows, report["pairs"] = method.pair_rows(rows, pd.read_parquet(comparisons_path))
+        if rows.empty:
+            raise ValueError(f"no train comparison of {comparisons_path} kept: {report}")
     if method.conditioned and settings.rebalance_bins > 0:
         rows, report["rebalance_bins"] = rebalance(
             rows, settings.rebalance_bins, settings.rebalance_per_bin, seed

@@ -124,8 +124,10 @@ wildcard_constraints:
 
 
 def method_options(wildcards):
-    """The `method_options.<method>` mapping (keyword arguments of the method's class)."""
-    return config.get("method_options", {}).get(wildcards.method, {})
+    """The `method_options.<method>` mapping (keyword arguments of the method's class); a
+    best-of-N method `bon<N>` takes those of `method_options.bon`."""
+    name = "bon" if wildcards.method in BEST_OF_N else wildcards.method
+    return config.get("method_options", {}).get(name, {})
 
 
 def method_train_config(method):
@@ -186,3 +188,22 @@ def command_line_json(function):
         return json.dumps(function(wildcards), sort_keys=True)
 
     return as_json
+
+
+# --- methods of issue 9: text, dpo, bon<N> ---
+# Best-of-N (`bon<N>`) trains nothing and samples from the sft model; dpo fine-tunes that model.
+BEST_OF_N = [method for method in METHODS if re.fullmatch(r"bon[1-9][0-9]*", method)]
+TRAINED_METHODS = [method for method in METHODS if method not in BEST_OF_N]
+FROM_SFT = ("dpo",)
+
+
+def alternation(names):
+    """A wildcard constraint matching exactly `names` (and nothing when there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+def method_start(wildcards):
+    """The model folder a method's training starts from: the sft model for dpo, else its base."""
+    if wildcards.method in FROM_SFT:
+        return f"{RESULTS}/models/sft"
+    return method_base_model(wildcards)

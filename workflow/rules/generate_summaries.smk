@@ -19,6 +19,8 @@ rule generate_summaries:
         ),
     output:
         f"{RESULTS}/generations/shards/{{method}}.{{scatteritem}}.parquet",
+    wildcard_constraints:
+        method=alternation(TRAINED_METHODS),
     params:
         method_options=method_options,
         settings=generate_settings(),
@@ -48,6 +50,8 @@ rule merge_generations:
         library=library("distributed", "generate"),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
+    wildcard_constraints:
+        method=alternation(TRAINED_METHODS),
     log:
         "logs/merge_generations/{method}.log",
     benchmark:
@@ -56,3 +60,46 @@ rule merge_generations:
         "../envs/rewardcond.yaml"
     script:
         "../scripts/merge_generations.py"
+
+
+# Best-of-N: N sampled summaries per prompt from the sft model, the reward model keeps the best.
+rule generate_best_of_n:
+    input:
+        unpack(reward_model_input),
+        model=f"{RESULTS}/models/sft",
+        prompts=f"{RESULTS}/eval_prompts.parquet",
+        targets=f"{RESULTS}/targets.json",
+        library=library(
+            "batching",
+            "generation",
+            "modeling",
+            "scalers",
+            "generate",
+            "scoring",
+            "reward_model",
+            *METHOD_MODULES,
+        ),
+    output:
+        f"{RESULTS}/generations/{{method}}.parquet",
+    wildcard_constraints:
+        method=alternation(BEST_OF_N),
+    params:
+        method_options=method_options,
+        settings=generate_settings(),
+        template=prompt_template,
+        scorer=reward_model_scorer_params(),
+        batch_tokens=config["reward_model"]["batch_tokens"],
+        on_empty=config["reward_model"]["on_empty"],
+        seed=config["seed"],
+        device=config["device"],
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    conda:
+        "../envs/rewardcond.yaml"
+    log:
+        "logs/generate_best_of_n/{method}.log",
+    benchmark:
+        "benchmarks/generate_best_of_n/{method}.tsv"
+    script:
+        "../scripts/generate_best_of_n.py"

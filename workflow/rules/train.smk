@@ -5,13 +5,15 @@
 rule train:
     input:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
-        base=method_base_model,
+        base=method_start,
         accelerate_config=config["scale"]["accelerate_config"],
         library=library(
             "batching", "distributed", "generation", "modeling", "scalers", "train", *METHOD_MODULES
         ),
     output:
         directory(f"{RESULTS}/models/{{method}}"),
+    wildcard_constraints:
+        method=alternation(TRAINED_METHODS),
     params:
         method_options=command_line_json(method_options),
         settings=command_line_json(train_settings),

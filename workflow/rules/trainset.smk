@@ -5,6 +5,7 @@ rule trainset:
     input:
         scored=f"{RESULTS}/scored/completions.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
+        comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         base=method_base_model,
         library=library("batching", "trainset", *METHOD_MODULES),
     output:

@@ -7,6 +7,7 @@ build_trainset(
     get_method(snakemake.wildcards.method, snakemake.params.method_options),
     scored_path=snakemake.input.scored,
     posts_path=snakemake.input.posts,
+    comparisons_path=snakemake.input.comparisons,
     base_path=snakemake.input.base,
     template=snakemake.params.template,
     settings=TrainsetSettings(**snakemake.params.settings),

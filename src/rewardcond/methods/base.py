@@ -10,6 +10,7 @@ new method is one new module in this package that subclasses `Method` and regist
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,10 +50,20 @@ class Method:
     """
 
     name: ClassVar[str]
+    #: A family of names (e.g. `bon(?P<n>...)`): each named group of a matching name becomes an
+    #: option, and `name` is how the family is listed (`bon<N>`).
+    name_pattern: ClassVar[str | None] = None
     #: True when the model is trained on, and generates at, target rewards (one pass per target).
     conditioned: ClassVar[bool] = False
     #: Which completion sources it learns from (None: those the `trainset.sources` key lists).
     sources: ClassVar[tuple[str, ...] | None] = None
+    #: True when it learns from (prompt, chosen, rejected) pairs of the train comparisons
+    #: (`pair_rows`, `pair_trainer`) instead of (prompt, completion) examples.
+    learns_from_pairs: ClassVar[bool] = False
+    #: True when generation needs the reward model (`complete` gets a scorer).
+    needs_scorer: ClassVar[bool] = False
+    #: Summaries generated per summary kept (best-of-N: N); recorded as `n_candidates`.
+    n_candidates: int = 1
 
     def __init__(self, **options: Any) -> None:
         if options:
@@ -92,6 +103,27 @@ class Method:
             return [Condition(t["name"], float(t["value"])) for t in targets]
         return [NO_TARGET]
 
+    def pair_rows(
+        self, rows: pd.DataFrame, comparisons: pd.DataFrame
+    ) -> tuple[pd.DataFrame, dict[str, int]]:
+        """(training pairs, counts of what was skipped and why) from the filtered rows and the
+        train comparisons; only methods with `learns_from_pairs` implement it."""
+        raise NotImplementedError(f"method {self.name!r} does not learn from pairs")
+
+    def pair_trainer(self, model, tokenizer, pairs: pd.DataFrame, *, base_path, args, callbacks):
+        """The Trainer of a method with `learns_from_pairs`; `args` holds `TrainingArguments`
+        keyword arguments, `base_path` the folder the model was built from."""
+        raise NotImplementedError(f"method {self.name!r} does not learn from pairs")
+
+    def complete(
+        self, model, tokenizer, prompts, target_rewards, *, posts, generation, seed, scorer=None
+    ):
+        """One `Completion` per prompt. `generation` holds `complete()` keyword arguments;
+        `posts` (template fields of each prompt's post) and `scorer` serve best-of-N."""
+        from rewardcond.generation import complete
+
+        return complete(model, tokenizer, prompts, target_rewards, seed=seed, **generation)
+
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: make a `Method` subclass available under its `name`."""
@@ -102,12 +134,21 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def available_methods() -> list[str]:
-    """Names of every registered method, sorted."""
+    """Names of every registered method (a family as its pattern, e.g. `bon<N>`), sorted."""
     return sorted(_REGISTRY)
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
-    """The method registered as `name`, built with its config options."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown method {name!r}; registered methods: {available_methods()}")
-    return _REGISTRY[name](**(options or {}))
+    """The method registered as `name`, or of the family whose pattern `name` matches, built
+    with its config options."""
+    options = dict(options or {})
+    if name in _REGISTRY and _REGISTRY[name].name_pattern is None:
+        return _REGISTRY[name](**options)
+    for cls in _REGISTRY.values():
+        match = cls.name_pattern and re.fullmatch(cls.name_pattern, name)
+        if match:
+            clash = sorted(set(match.groupdict()) & set(options))
+            if clash:
+                raise TypeError(f"method {name!r} sets {clash} by its name; drop it from options")
+            return cls(**match.groupdict(), **options)
+    raise KeyError(f"unknown method {name!r}; registered methods: {available_methods()}")

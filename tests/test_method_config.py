@@ -1,0 +1,54 @@
+"""The configs run every method of issue 9, with options the schema and the classes accept."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import update_config, validate
+
+from rewardcond.methods import get_method
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+ALL_METHODS = ["scalar", "sft", "tokens", "text", "dpo", "bon4", "bon16"]
+
+
+def load_config(*overlays):
+    config = {}
+    for name in ("config.yaml", *overlays):
+        update_config(config, yaml.safe_load((ROOT / "workflow/config" / name).read_text()))
+    return config
+
+
+@pytest.mark.parametrize("overlays", [(), ("demo.yaml",)])
+def test_every_method_runs_with_options_its_class_accepts(overlays):
+    config = load_config(*overlays)
+    validate(config, SCHEMA)
+    assert config["methods"] == ALL_METHODS
+    options = config["method_options"]
+    for name in ALL_METHODS:
+        family = "bon" if name.startswith("bon") else name
+        method = get_method(name, options.get(family, {}))
+        assert method.name == name
+    assert [get_method(n, options["bon"]).n_candidates for n in ("bon4", "bon16")] == [4, 16]
+    assert options["text"]["scaler"] == options["scalar"]["scaler"]
+    trainset = config["trainset"]
+    # DPO cuts nothing: the longest prompt + completion + EOS fits in its max_length.
+    needed = trainset["max_prompt_tokens"] + trainset["max_completion_tokens"] + 1
+    assert options["dpo"]["max_length"] == needed
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "message"),
+    [
+        ("dpo", {"beta": 0}, "less than or equal to the minimum of 0"),
+        ("text", {"precison": 2}, "Additional properties are not allowed"),
+        ("bon", {"top_p": 1.5}, "greater than the maximum of 1"),
+    ],
+)
+def test_schema_rejects_bad_method_options(section, value, message):
+    config = load_config()
+    config["method_options"][section] = value
+    with pytest.raises(WorkflowError, match=message):
+        validate(config, SCHEMA)
