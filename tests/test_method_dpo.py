@@ -25,7 +25,7 @@ from rewardcond.trainset import TrainsetSettings, build_trainset
 GOOD, BAD = SUMMARIES[0], SUMMARIES[2]
 SETTINGS = TrainSettings(
     learning_rate=1e-2,
-    batch_size=4,
+    global_batch_size=4,
     per_device_batch_size=4,
     max_steps=6,
     warmup_ratio=0.0,
