@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rewardcond.artifacts import sha256_file
 from rewardcond.base_models import SourceUnavailableError, materialise_base_model
-from rewardcond.base_models.tiny import train_documents
+from rewardcond.base_models.tiny import pretraining_documents, train_documents
 
 TEMPLATE = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
 ENTITIES = ("dog", "cat", "boss", "rent", "sister", "laptop")
@@ -157,6 +157,15 @@ def test_train_documents_use_the_train_split_only(corpus):
     }
 
 
+def test_repeated_posts_add_a_copy_document_per_train_post(corpus):
+    posts = pd.read_parquet(corpus[0])
+    plain = pretraining_documents(posts, TEMPLATE, repeated_posts=False)
+    documents = pretraining_documents(posts, TEMPLATE, repeated_posts=True)
+    assert plain == train_documents(posts, TEMPLATE)
+    assert documents[:24] == plain and len(documents) == 48
+    assert documents[24] == posts["post"].iloc[0] + "\n\n" + posts["post"].iloc[0]
+
+
 def test_train_post_without_reference_is_an_error(corpus, tmp_path):
     posts = pd.read_parquet(corpus[0])
     posts.loc[3, "reference"] = None
@@ -170,7 +179,8 @@ def test_train_post_without_reference_is_an_error(corpus, tmp_path):
 
 def test_pretraining_lowers_the_loss_and_is_reproducible(corpus, tmp_path):
     spec = {**TINY_GPT2, "pretraining": {"steps": 30, "batch_size": 4, "learning_rate": 3e-3,
-                                         "seq_length": 96, "warmup_steps": 5}}  # fmt: skip
+                                         "seq_length": 96, "warmup_steps": 5,
+                                         "repeated_posts": True}}  # fmt: skip
     first = build(corpus, spec, tmp_path / "a")
     curve = pd.read_csv(first / "pretraining.csv")
     assert list(curve.columns) == ["step", "loss", "learning_rate", "tokens", "seconds"]
@@ -178,7 +188,7 @@ def test_pretraining_lowers_the_loss_and_is_reproducible(corpus, tmp_path):
     assert curve["loss"].tail(5).mean() < 0.75 * curve["loss"].head(5).mean()
     assert (first / "pretraining.png").stat().st_size > 0
     manifest = json.loads((first / "manifest.json").read_text())
-    assert manifest["pretraining"]["documents"] == 24 and manifest["pretraining"]["steps"] == 30
+    assert manifest["pretraining"]["documents"] == 48 and manifest["pretraining"]["steps"] == 30
 
     weights = load_file(first / "model.safetensors")
     again = load_file(build(corpus, spec, tmp_path / "b") / "model.safetensors")

@@ -25,6 +25,7 @@ from rewardcond.artifacts import (
     resolve_device,
     set_seed,
     write_json,
+    write_table,
 )
 from rewardcond.base_models.errors import OFFLINE_DEMO_HINT, SourceUnavailableError
 
@@ -133,53 +134,51 @@ def _build_from_config(
     completions: str | Path,
     device: str,
 ) -> tuple[Any, Any, dict[str, Any]]:
-    from rewardcond.artifacts import write_table
+    from transformers import AutoConfig
+
     from rewardcond.base_models.pretrain import PretrainingConfig, plot_loss_curve, pretrain
     from rewardcond.base_models.tiny import (
         build_model,
         context_length,
+        pretraining_documents,
         tokenizer_corpus,
-        train_documents,
         train_tokenizer,
     )
 
+    model_config = spec.get("model_config", {})
+    n_positions = context_length(AutoConfig.for_model(spec["architecture"], **model_config))
+    pretraining = PretrainingConfig(**spec.get("pretraining", {}))
+    if pretraining.steps > 0 and pretraining.seq_length > n_positions:
+        raise ValueError(
+            f"base model {name!r}: pretraining.seq_length {pretraining.seq_length} exceeds the "
+            f"context of {n_positions}"
+        )
     posts_frame = pd.read_parquet(posts)
-    completions_frame = pd.read_parquet(completions)
     set_seed(seed)
-    from transformers import AutoConfig
-
-    n_positions = context_length(
-        AutoConfig.for_model(spec["architecture"], **spec.get("model_config", {}))
-    )
     tokenizer = train_tokenizer(
-        tokenizer_corpus(posts_frame, completions_frame, template),
+        tokenizer_corpus(posts_frame, pd.read_parquet(completions), template),
         vocab_size=spec["tokenizer"]["vocab_size"],
         model_max_length=n_positions,
     )
-    model = build_model(spec["architecture"], spec.get("model_config", {}), tokenizer)
-    pretraining = PretrainingConfig(**spec.get("pretraining", {}))
+    model = build_model(spec["architecture"], model_config, tokenizer)
     info: dict[str, Any] = {"context_length": n_positions, "pretraining": None}
     if pretraining.steps > 0:
-        if pretraining.seq_length > n_positions:
-            raise ValueError(
-                f"base model {name!r}: pretraining.seq_length "
-                f"{pretraining.seq_length} exceeds the context of {n_positions}"
-            )
-        documents = train_documents(posts_frame, template)
+        documents = pretraining_documents(
+            posts_frame, template, repeated_posts=pretraining.repeated_posts
+        )
         curve = pretrain(
             model, tokenizer, documents, pretraining, seed=seed, device=resolve_device(device)
         )
         model.to("cpu")
         write_table(curve, folder / "pretraining.csv")
         plot_loss_curve(curve, folder / "pretraining.png", f"{name}: pretraining")
-        tail = curve["loss"].tail(50)
         info["pretraining"] = {
             "documents": len(documents),
             "steps": len(curve),
             "tokens": int(curve["tokens"].iloc[-1]),
             "seconds": float(curve["seconds"].iloc[-1]),
             "loss_first": float(curve["loss"].iloc[0]),
-            "loss_last_50_mean": float(tail.mean()),
+            "loss_last_50_mean": float(curve["loss"].tail(50).mean()),
         }
     return model, tokenizer, info
 

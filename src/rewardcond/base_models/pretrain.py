@@ -25,7 +25,8 @@ logger = logging.getLogger(__name__)
 class PretrainingConfig:
     """The budget of one pretraining run.
 
-    steps: optimizer steps (0 skips pretraining); batch_size: documents per step;
+    steps: optimizer steps (0 skips pretraining); repeated_posts: also train on each train post
+    written twice (see `tiny.pretraining_documents`); batch_size: documents per step;
     learning_rate: peak AdamW learning rate, reached after `warmup_steps` and decayed by a cosine
     to a tenth of it; seq_length: tokens per document (longer ones keep their last `seq_length`
     tokens, where the summary and the end of the post it copies from are); weight_decay and
@@ -33,6 +34,7 @@ class PretrainingConfig:
     """
 
     steps: int = 0
+    repeated_posts: bool = False
     batch_size: int = 16
     learning_rate: float = 3e-3
     seq_length: int = 256

@@ -40,6 +40,20 @@ def train_documents(posts: pd.DataFrame, template: str) -> list[str]:
     ]
 
 
+def pretraining_documents(posts: pd.DataFrame, template: str, *, repeated_posts: bool) -> list[str]:
+    """What a tiny base is pretrained on: the train documents and, if `repeated_posts`, each
+    train post written twice (post, blank line, post).
+
+    The repeated post is a plain copy task. A tiny model learns to copy through induction heads
+    (attend to what followed the earlier occurrence of the current context); prompt + reference
+    alone grows them too slowly for a minutes-long budget, a text and its repetition much faster.
+    """
+    documents = train_documents(posts, template)
+    if repeated_posts:
+        documents += [f"{post}\n\n{post}" for post in posts.loc[posts["split"] == "train", "post"]]
+    return documents
+
+
 def tokenizer_corpus(posts: pd.DataFrame, completions: pd.DataFrame, template: str) -> list[str]:
     """What the tokenizer learns from: train documents and every summary of a train post."""
     train_ids = set(posts.loc[posts["split"] == "train", "post_id"])
