@@ -55,3 +55,10 @@ def test_write_table_and_manifest(tmp_path):
     assert manifest["config_hash"] == config_hash({"lr": 1e-3}) != config_hash({"lr": 2e-3})
     assert manifest["seed"] == 7 and manifest["packages"]["torch"]
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 1}
+
+
+def test_atomic_files_get_the_permissions_of_a_plain_open(tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    write_json(tmp_path / "atomic.json", {})
+    assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode

@@ -486,7 +486,8 @@ def accuracy_table(
             for name, accuracy, source in ANCHORS
         ]
     )
-    return pd.concat([table.assign(source="this run"), anchors], ignore_index=True)
+    table = pd.concat([table.assign(source="this run"), anchors], ignore_index=True)
+    return table.astype({"n": "Int64", "n_unscored": "Int64"})
 
 
 def measure_accuracy(

@@ -50,7 +50,7 @@ def main() -> None:
     scorer = Scorer(
         model, tokenizer, template="{post}", identity="bench", device=args.device, progress=False
     )
-    naive = [np.arange(i, min(i + args.batch_size, args.rows)) for i in range(0, args.rows, args.batch_size)]
+    naive = np.array_split(np.arange(args.rows), range(args.batch_size, args.rows, args.batch_size))
     budget = args.batch_size * int(lengths.max())
     bucketed = length_batches(lengths, batch_tokens=budget)
     names = [str(i) for i in range(args.rows)]
@@ -84,17 +84,25 @@ def main() -> None:
     def padded(batches) -> int:
         return sum(len(b) * int(lengths[b].max()) for b in batches)
 
-    print(f"device {args.device}; {args.rows} rows, {int(lengths.sum())} real tokens "
-          f"(min {lengths.min()}, median {int(np.median(lengths))}, max {lengths.max()}); "
-          f"GPT-2 RM {args.layers}x{args.width}")
-    print(f"naive:    {len(naive)} batches of {args.batch_size}, "
-          f"{padded(naive) / lengths.sum():.3f} padded tokens per real token, "
-          f"median {np.median(naive_tps):,.0f} real tokens/s")
-    print(f"bucketed: {len(bucketed)} batches, budget {budget} tokens, "
-          f"{padded(bucketed) / lengths.sum():.3f} padded tokens per real token, "
-          f"median {np.median(bucketed_tps):,.0f} real tokens/s")
-    print(f"throughput ratio bucketed/naive: median {np.median(ratios):.2f}x over {args.pairs} "
-          f"interleaved pairs (min {min(ratios):.2f}, max {max(ratios):.2f}); target >= 1.5x")
+    print(
+        f"device {args.device}; {args.rows} rows, {int(lengths.sum())} real tokens "
+        f"(min {lengths.min()}, median {int(np.median(lengths))}, max {lengths.max()}); "
+        f"GPT-2 RM {args.layers}x{args.width}"
+    )
+    print(
+        f"naive:    {len(naive)} batches of {args.batch_size}, "
+        f"{padded(naive) / lengths.sum():.3f} padded tokens per real token, "
+        f"median {np.median(naive_tps):,.0f} real tokens/s"
+    )
+    print(
+        f"bucketed: {len(bucketed)} batches, budget {budget} tokens, "
+        f"{padded(bucketed) / lengths.sum():.3f} padded tokens per real token, "
+        f"median {np.median(bucketed_tps):,.0f} real tokens/s"
+    )
+    print(
+        f"throughput ratio bucketed/naive: median {np.median(ratios):.2f}x over {args.pairs} "
+        f"interleaved pairs (min {min(ratios):.2f}, max {max(ratios):.2f}); target >= 1.5x"
+    )
     print(f"FLOP ratio naive/bucketed (exact): {flops(naive) / flops(bucketed):.3f}")
 
 

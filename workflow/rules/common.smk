@@ -10,8 +10,10 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 # Jobs import `rewardcond` from this checkout's src/ (installed or not), so the code that runs is
 # exactly the code `library()` tracks, also under --use-conda, whose env holds only the dependencies.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
+    )
 )
 
 RUN = config["run"]

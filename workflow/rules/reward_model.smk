@@ -15,7 +15,9 @@ rule train_reward_model:
         template=prompt_template,
         seed=lookup(dpath="seed", within=config),
         device=lookup(dpath="device", within=config),
-    threads: workflow.cores
+    # One thread: with models this small, a second thread gains little on an idle machine and
+    # is several times slower on a busy one (measured 4.5x), while another job could use the core.
+    threads: 1
     resources:
         gpu=1,
     log:
@@ -42,7 +44,7 @@ rule score_completions:
         on_empty=lookup(dpath="reward_model/on_empty", within=config),
         batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
         device=lookup(dpath="device", within=config),
-    threads: workflow.cores
+    threads: 1
     resources:
         gpu=1,
     log:
