@@ -12,4 +12,5 @@ def test_conda_env_mirrors_pyproject_dependencies():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((ROOT / "workflow/envs/rewardcond.yaml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert sorted(pip_section) == sorted(project["dependencies"])
+    expected = project["dependencies"] + project["optional-dependencies"]["gguf"]
+    assert sorted(pip_section) == sorted(expected)
