@@ -7,6 +7,7 @@ machine the processes talk over gloo. Dropout is 0 in the tiny base: with dropou
 draws its own masks, so runs would agree only in distribution.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -197,8 +199,14 @@ def test_ddp_resume_after_kill(world, single_process, tmp_path):
         )
         assert (checkpoints / "checkpoint-2" / "trainer_state.json").is_file()
     finally:
+        # The launcher starts its workers in sessions of their own: kill them by ancestry.
+        workers = psutil.Process(process.pid).children(recursive=True)
         os.killpg(process.pid, signal.SIGKILL)
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
         process.wait()
+        psutil.wait_procs(workers, timeout=30)
     assert not (tmp_path / "model").exists()
     (checkpoints / "checkpoint-4" / "trainer_state.json").unlink()
 
