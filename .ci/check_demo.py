@@ -30,6 +30,15 @@ def main(run_dir: Path) -> int:
             problems.append(f"scalar spearman_pooled {proxy:.3f} < {MIN_SPEARMAN}")
         summary = pd.read_csv(run_dir / "tables/summary.csv")
         print(summary.to_string())
+        in_range = summary[(summary["method"] == "scalar") & summary["in_range"].astype(bool)]
+        top = in_range.loc[in_range["target_reward"].idxmax()]
+        scalar_best = top["achieved_reward_mean"]
+        sft_reward = summary.loc[summary["method"] == "sft", "achieved_reward_mean"].iloc[0]
+        if not scalar_best > sft_reward:
+            problems.append(
+                f"scalar at its top in-range target ({top['target_name']}) does not beat sft on "
+                f"achieved reward: {scalar_best:.3f} vs {sft_reward:.3f}"
+            )
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("demo check:", "FAILED" if problems else "passed")

@@ -73,12 +73,16 @@ def test_changing_the_learning_rate_reruns_training_and_what_follows_only(demo, 
     override = tmp_path / "override.yaml"
     override.write_text("train:\n  learning_rate: 0.001\n")
     jobs = jobs_to_run(demo, override)
+    # Best-of-N samples from the retrained sft model, so it generates again too.
     assert set(jobs) == {
         "train",
         "generate_summaries",
         "merge_generations",
+        "generate_best_of_n",
         "evaluate",
         "publish",
         "all",
     }
-    assert jobs["evaluate"] == jobs["merge_generations"] == n_methods(demo)
+    assert jobs["train"] == jobs["merge_generations"]
+    assert jobs["evaluate"] == jobs["merge_generations"] + jobs["generate_best_of_n"]
+    assert jobs["evaluate"] == n_methods(demo)
