@@ -53,11 +53,12 @@ def test_editing_the_report_module_reruns_only_publishing(demo):
     assert jobs_to_run(demo) == {"publish": 1, "all": 1}
 
 
-def test_editing_the_evaluation_module_reruns_evaluation_and_publishing(demo):
+def test_editing_the_evaluation_module_reruns_the_stages_that_use_it(demo):
     edit(demo / "src/rewardcond/evaluation.py")
     assert jobs_to_run(demo) == {
         "evaluate": n_methods(demo),
         "score_references": 1,
+        "reward_model_accuracy": 1,
         "publish": 1,
         "all": 1,
     }

@@ -18,11 +18,11 @@ from reward_helpers import (
 )
 from transformers import AutoModelForSequenceClassification
 
+from rewardcond.evaluation import bootstrap_ci
 from rewardcond.reward_model import (
     ANCHORS,
     RewardModel,
     accuracy_table,
-    bootstrap_ci,
     build_trained_reward_model,
     comparison_pairs,
     last_token_index,
@@ -203,7 +203,7 @@ def test_pairwise_correct_counts_ties_as_half():
 def test_bootstrap_ci_on_known_cases():
     assert bootstrap_ci(np.ones(50)) == (1.0, 1.0)
     values = np.array([1.0, 0.0] * 500)
-    low, high = bootstrap_ci(values, samples=2000, seed=0)
+    low, high = bootstrap_ci(values, n_resamples=2000, seed=0)
     # Normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 1000) = 0.5 +- 0.031.
     assert low == pytest.approx(0.469, abs=0.006) and high == pytest.approx(0.531, abs=0.006)
     assert bootstrap_ci(values, seed=1) == bootstrap_ci(values, seed=1)

@@ -399,19 +399,6 @@ def pairwise_correct(reward_0, reward_1, choice) -> np.ndarray:
     return np.where(sign > 0, 1.0, np.where(sign < 0, 0.0, 0.5))
 
 
-def bootstrap_ci(
-    values: np.ndarray, *, samples: int = 1000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean of `values`."""
-    values = np.asarray(values, dtype=np.float64)
-    if not len(values):
-        return (np.nan, np.nan)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(samples, len(values)))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-
-
 def accuracy_table(
     comparisons: pd.DataFrame,
     scored: pd.DataFrame,
@@ -429,6 +416,9 @@ def accuracy_table(
     share of the learnable signal captured, (accuracy - 0.5) / (bayes - 0.5). Anchor rows from other
     setups follow, marked `kind = anchor`.
     """
+    # Imported here, so that of the reward-model rules only the accuracy one depends on it.
+    from rewardcond.evaluation import bootstrap_ci
+
     rewards = scored.drop_duplicates(["post_id", "text"]).set_index(["post_id", "text"])["reward"]
     rows = []
     for split in ACCURACY_SPLITS:
@@ -452,7 +442,7 @@ def accuracy_table(
             for c in np.unique(confidence[np.isfinite(confidence)])
         ]
         for group, mask in groups:
-            low, high = bootstrap_ci(correct[mask], samples=samples, seed=seed)
+            low, high = bootstrap_ci(correct[mask], n_resamples=samples, seed=seed)
             rows.append(
                 {
                     "kind": "measured",

@@ -87,7 +87,7 @@ rule reward_model_accuracy:
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         scored=f"{RESULTS}/scored/completions.parquet",
         data_report=f"data/prepared/{SOURCE}/report.json",
-        library=library("reward_model", "scoring"),
+        library=library("evaluation", "reward_model", "scoring"),
     output:
         csv=f"{RESULTS}/reward_model/accuracy.csv",
         md=f"{RESULTS}/reward_model/accuracy.md",
