@@ -12,6 +12,7 @@ not shifted past the slot), each as a multiple of LOGIT_TOLERANCE["smollm2"]. CP
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -129,6 +130,7 @@ def bugs(model, tokenizer, rows):
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     if not SMOLLM2.is_dir():
         sys.exit(f"{SMOLLM2} is missing; build it with `{SMOLLM2_BUILD}`")
