@@ -1,10 +1,17 @@
-"""Shared fixtures: a tiny byte-level BPE tokenizer trained offline (no test needs the hub) and
-tiny random models of several families for the model invariant tests."""
+"""Shared fixtures: a tiny byte-level BPE tokenizer trained offline (no test needs the hub),
+tiny random models of several families for the model invariant tests, and the real SmolLM2-135M
+for the invariant tests marked `smollm2` when the pipeline has built its folder."""
+
+import copy
+import os
+from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     GPTNeoXConfig,
@@ -52,9 +59,8 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return build_tiny_tokenizer()
 
 
-# Model families for the invariant tests. Each factory takes the shared tiny tokenizer and returns
-# (base causal LM, tokenizer to use with it); a family with its own tokenizer (e.g. a real
-# checkpoint folder) returns that one instead. Add a family by adding an entry here.
+# Tiny model families for the invariant tests. Each factory takes the shared tiny tokenizer and
+# returns (base causal LM, tokenizer to use with it). Add a family by adding an entry here.
 # Large, so that a misplaced position or mask shows: at 0.2 ignoring left padding in the positions
 # moves logits by 1 to 6 while fp32 noise from batching stays below 4e-6 (all three families).
 INIT_RANGE = 0.2
@@ -114,17 +120,65 @@ def tiny_llama(tokenizer, **overrides):
 
 MODEL_FAMILIES = {"gpt2": tiny_gpt2, "gpt_neox": tiny_gpt_neox, "llama": tiny_llama}
 
+# The real SmolLM2-135M as the pipeline's `base_model` rule writes it (a trained Llama, fp32, with
+# its own 49k tokenizer). Tests marked `smollm2` also run on it: the padding, cache and positions
+# invariants, which must hold on a real checkpoint, not only on random tiny ones.
+ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = ROOT / "data" / "models" / "smollm2-135m"
+SMOLLM2_BUILD = "snakemake --cores 2 data/models/smollm2-135m"
+# Set by .ci/run, which builds the folder: there a missing folder is an error, not a skip.
+REQUIRE_SMOLLM2 = "REWARDCOND_REQUIRE_SMOLLM2"
 
-@pytest.fixture(params=sorted(MODEL_FAMILIES))
+# The largest |logit difference| the invariant tests accept between computations that must agree
+# (alone vs padded, cached vs recomputed). Measured fp32 noise: below 4e-6 on the tiny families;
+# up to 7.3e-5 on SmolLM2 (logits up to 34), where positions that ignore left padding move
+# logits by 12 (tests/benchmarks/bench_smollm2_noise.py).
+LOGIT_TOLERANCE = dict.fromkeys(MODEL_FAMILIES, 1e-5) | {"smollm2": 5e-4}
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that uses `family` once per tiny family, and on SmolLM2 if it is marked."""
+    if "family" in metafunc.fixturenames:
+        families = sorted(MODEL_FAMILIES)
+        if metafunc.definition.get_closest_marker("smollm2"):
+            families.append("smollm2")
+        metafunc.parametrize("family", families, indirect=True)
+
+
+@pytest.fixture
 def family(request):
-    """Name of a model family from MODEL_FAMILIES (tests using it run once per family)."""
+    """Name of a model family: one of MODEL_FAMILIES, or "smollm2" for tests marked `smollm2`."""
     return request.param
 
 
 @pytest.fixture
-def base_and_tokenizer(family, tiny_tokenizer):
+def tolerance(family):
+    """LOGIT_TOLERANCE of the family."""
+    return LOGIT_TOLERANCE[family]
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """(SmolLM2-135M, its tokenizer) loaded once from SMOLLM2 (fp32, eval); a skip if the folder
+    is missing, an error if REWARDCOND_REQUIRE_SMOLLM2=1."""
+    if not SMOLLM2.is_dir():
+        message = f"{SMOLLM2} is missing; build it with `{SMOLLM2_BUILD}` in {ROOT}"
+        if os.environ.get(REQUIRE_SMOLLM2) == "1":
+            pytest.fail(f"{message} ({REQUIRE_SMOLLM2}=1)")
+        pytest.skip(message)
+    base = AutoModelForCausalLM.from_pretrained(SMOLLM2, dtype=torch.float32)
+    return base.eval(), AutoTokenizer.from_pretrained(SMOLLM2)
+
+
+@pytest.fixture
+def base_and_tokenizer(family, tiny_tokenizer, request):
     """A fresh, seeded base causal LM of `family` (fp32, CPU, eval mode) and its tokenizer."""
     torch.manual_seed(0)
+    if family == "smollm2":
+        base, tokenizer = request.getfixturevalue("smollm2")
+        # A copy per test (0.1-0.3 s): no test can change the weights, attention
+        # implementation or hooks of the one the others use.
+        return copy.deepcopy(base), tokenizer
     base, tokenizer = MODEL_FAMILIES[family](tiny_tokenizer)
     return base.eval(), tokenizer
 

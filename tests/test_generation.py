@@ -30,6 +30,7 @@ def generate_alone(model, tokenizer, prompt, target, max_new_tokens):
     return output[0, input_ids.shape[1] :].tolist()
 
 
+@pytest.mark.smollm2
 def test_complete_matches_generating_each_prompt_alone(conditioned):
     model, tokenizer = conditioned
     completions = complete(model, tokenizer, PROMPTS, TARGETS, max_new_tokens=6, batch_size=2)
@@ -53,6 +54,7 @@ def test_complete_stops_at_eos_and_reports_finished(conditioned):
     )
 
 
+@pytest.mark.smollm2
 def test_complete_with_a_plain_causal_lm(base_and_tokenizer):
     base, tokenizer = base_and_tokenizer
     completions = complete(base, tokenizer, PROMPTS[:3], max_new_tokens=4, batch_size=2)

@@ -1,7 +1,8 @@
 """Exact invariants of RewardConditionedLM, for every family in conftest.MODEL_FAMILIES.
 
 CPU, fp32, greedy, tiny random models with a large initializer range (so a misplaced position,
-mask or label shows up as a large difference).
+mask or label shows up as a large difference). The tests marked `smollm2` (padding, KV cache,
+positions, labels, save/load) also run on the real SmolLM2-135M when its folder exists.
 """
 
 import pytest
@@ -13,7 +14,6 @@ from rewardcond import RewardConditionedConfig, RewardConditionedLM
 from rewardcond.batching import RewardConditionedCollator, encode_example
 from rewardcond.scalers import load_scaler, make_scaler
 
-TOLERANCE = 1e-5
 TEXTS = [
     "SUBREDDIT: r/personalfinance\n\nTITLE: Paying off debt\n\nTL;DR:",
     "TITLE: My roommate",
@@ -43,9 +43,12 @@ def real_part(tensor, attention_mask, row):
     return tensor[row][attention_mask[row].bool()]
 
 
+@pytest.mark.smollm2
 @pytest.mark.parametrize("explicit_positions", [False, True], ids=["derived", "explicit"])
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
-def test_padding_does_not_change_logits(conditioned, explicit_positions, attn_implementation):
+def test_padding_does_not_change_logits(
+    conditioned, explicit_positions, attn_implementation, tolerance
+):
     model, tokenizer = conditioned
     model.set_attn_implementation(attn_implementation)
     assert model.language_model.config._attn_implementation == attn_implementation
@@ -66,7 +69,7 @@ def test_padding_does_not_change_logits(conditioned, explicit_positions, attn_im
             assert logits.shape == (*input_ids.shape, len(tokenizer))
             for i, expected in enumerate(alone):
                 got = real_part(logits, attention_mask, i)
-                assert (got - expected).abs().max().item() <= TOLERANCE, (side, i)
+                assert (got - expected).abs().max().item() <= tolerance, (side, i)
                 assert torch.equal(got.argmax(-1), expected.argmax(-1))
 
 
@@ -86,7 +89,8 @@ def greedy(model, input_ids, attention_mask=None, target_rewards=REWARDS, **kwar
     return output.sequences[:, input_ids.shape[1] :], torch.stack(output.logits, 1)
 
 
-def test_generate_is_padding_invariant(conditioned):
+@pytest.mark.smollm2
+def test_generate_is_padding_invariant(conditioned, tolerance):
     model, tokenizer = conditioned
     rows = encode(tokenizer)
     input_ids, attention_mask, _ = pad(rows, tokenizer.pad_token_id, "left")
@@ -94,10 +98,11 @@ def test_generate_is_padding_invariant(conditioned):
     for i, row in enumerate(rows):
         alone_tokens, alone_logits = greedy(model, torch.tensor([row]), None, REWARDS[i : i + 1])
         assert torch.equal(tokens[i], alone_tokens[0])
-        assert (logits[i] - alone_logits[0]).abs().max().item() <= TOLERANCE
+        assert (logits[i] - alone_logits[0]).abs().max().item() <= tolerance
 
 
-def test_kv_cache_matches_full_recomputation(conditioned):
+@pytest.mark.smollm2
+def test_kv_cache_matches_full_recomputation(conditioned, tolerance):
     model, tokenizer = conditioned
     input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
     cached_tokens, cached_logits = greedy(model, input_ids, attention_mask, use_cache=True)
@@ -116,11 +121,12 @@ def test_kv_cache_matches_full_recomputation(conditioned):
 
     assert torch.equal(cached_tokens, recomputed_tokens)
     assert torch.equal(uncached_tokens, recomputed_tokens)
-    assert (cached_logits - recomputed_logits).abs().max().item() <= TOLERANCE
-    assert (uncached_logits - recomputed_logits).abs().max().item() <= TOLERANCE
+    assert (cached_logits - recomputed_logits).abs().max().item() <= tolerance
+    assert (uncached_logits - recomputed_logits).abs().max().item() <= tolerance
 
 
-def test_manual_decoding_with_the_returned_cache(conditioned):
+@pytest.mark.smollm2
+def test_manual_decoding_with_the_returned_cache(conditioned, tolerance):
     """Positions and masks are derived from the cache when the caller passes none."""
     model, tokenizer = conditioned
     input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
@@ -140,13 +146,13 @@ def test_manual_decoding_with_the_returned_cache(conditioned):
             attention_mask=torch.cat([attention_mask, torch.ones_like(next_ids)], 1),
             cache=cache,
         ).logits[:, -1]
-    assert (step - expected).abs().max().item() <= TOLERANCE
+    assert (step - expected).abs().max().item() <= tolerance
     unpadded = torch.tensor(encode(tokenizer)[:1])
     with torch.no_grad():
         expected = model(torch.cat([unpadded, next_ids[:1]], 1), target_rewards=REWARDS[:1]).logits
         cache = model(unpadded, target_rewards=REWARDS[:1], use_cache=True).cache
         step = model(next_ids[:1], cache=cache).logits  # no mask, no positions
-    assert (step[:, -1] - expected[:, -1]).abs().max().item() <= TOLERANCE
+    assert (step[:, -1] - expected[:, -1]).abs().max().item() <= tolerance
 
 
 def record_base_calls(model):
@@ -165,6 +171,7 @@ def record_base_calls(model):
     return calls, model.language_model.register_forward_pre_hook(hook, with_kwargs=True)
 
 
+@pytest.mark.smollm2
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_slot_at_position_zero_and_text_from_one(conditioned, side):
     model, tokenizer = conditioned
@@ -184,6 +191,7 @@ def test_slot_at_position_zero_and_text_from_one(conditioned, side):
         assert positions.tolist() == list(range(len(row) + 1))
 
 
+@pytest.mark.smollm2
 def test_generated_token_k_is_at_prompt_len_plus_k(conditioned):
     model, tokenizer = conditioned
     rows = encode(tokenizer)
@@ -200,6 +208,7 @@ def test_generated_token_k_is_at_prompt_len_plus_k(conditioned):
         assert torch.equal(step["position_ids"][:, 0], prompt_lengths + k)
 
 
+@pytest.mark.smollm2
 def test_loss_equals_hand_computed_cross_entropy(conditioned):
     model, tokenizer = conditioned
     eos = tokenizer.eos_token_id
@@ -222,6 +231,7 @@ def test_loss_equals_hand_computed_cross_entropy(conditioned):
         assert torch.cat(terms).numel() == (batch["labels"] != -100).sum()
 
 
+@pytest.mark.smollm2
 def test_loss_ignores_padding_and_prompt_tokens(conditioned):
     model, tokenizer = conditioned
     features = [
@@ -267,6 +277,7 @@ def test_scaler_is_applied_to_raw_targets(conditioned):
     assert torch.equal(model(input_ids, target_rewards=raw).logits, identity_logits)
 
 
+@pytest.mark.smollm2
 def test_save_load_round_trip_gives_identical_logits(conditioned, tmp_path):
     model, tokenizer = conditioned
     model.scaler = make_scaler("quantile").fit([0.0, 1.0, 1.0, 2.5, 4.0])
@@ -436,13 +447,14 @@ def test_from_base_shares_the_base_and_keeps_its_attention(base_and_tokenizer):
     assert all(torch.equal(p, weights[name]) for name, p in base.named_parameters())
 
 
-def test_logits_to_keep_and_hidden_states_are_text_aligned(conditioned):
+@pytest.mark.smollm2
+def test_logits_to_keep_and_hidden_states_are_text_aligned(conditioned, tolerance):
     model, tokenizer = conditioned
     input_ids = torch.tensor(encode(tokenizer)[:1])
     full = model(input_ids, target_rewards=[1.0], output_hidden_states=True)
     last = model(input_ids, target_rewards=[1.0], logits_to_keep=1)
     assert last.logits.shape[1] == 1
-    assert torch.allclose(last.logits[:, -1], full.logits[:, -1], atol=1e-6)
+    assert (last.logits[:, -1] - full.logits[:, -1]).abs().max().item() <= tolerance
     assert all(h.shape[1] == input_ids.shape[1] for h in full.hidden_states)
 
 
@@ -505,7 +517,7 @@ def test_unsupported_generation_caches_are_rejected(conditioned):
         model(input_ids[:, -1:], attention_mask=torch.ones_like(input_ids), cache=cache)
 
 
-def test_attention_implementation_can_be_chosen_at_load_time(conditioned, tmp_path):
+def test_attention_implementation_can_be_chosen_at_load_time(conditioned, tmp_path, tolerance):
     model, tokenizer = conditioned
     model.save_pretrained(tmp_path)
     input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
@@ -516,7 +528,7 @@ def test_attention_implementation_can_be_chosen_at_load_time(conditioned, tmp_pa
     with torch.no_grad():
         logits = loaded(input_ids, attention_mask=attention_mask, target_rewards=REWARDS).logits
     mask = attention_mask.bool()
-    assert (logits[mask] - expected[mask]).abs().max().item() <= TOLERANCE
+    assert (logits[mask] - expected[mask]).abs().max().item() <= tolerance
 
 
 def test_distributed_data_parallel_step(tiny_tokenizer, tmp_path):
