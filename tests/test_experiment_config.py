@@ -38,7 +38,9 @@ def test_config_sections_build_every_settings_object(demo):
     for method in config["methods"]:
         get_method(method, config.get("method_options", {}).get(method))
     TrainsetSettings(**{k: v for k, v in config["trainset"].items() if k != "targets"})
-    train = {k: v for k, v in config["train"].items() if k not in ("overrides", "base_model")}
+    train = {
+        k: v for k, v in config["train"].items() if k not in ("overrides", "base_model", "from_sft")
+    }
     for method in config["methods"]:
         settings = TrainSettings(**train | config["train"]["overrides"].get(method, {}))
         plan = plan_batches(

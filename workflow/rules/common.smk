@@ -132,7 +132,9 @@ def method_options(wildcards):
 
 def method_train_config(method):
     """The `train` section with the method's `train.overrides.<method>` applied."""
-    section = {key: value for key, value in config["train"].items() if key != "overrides"}
+    section = {
+        key: value for key, value in config["train"].items() if key not in ("overrides", "from_sft")
+    }
     return section | config["train"].get("overrides", {}).get(method, {})
 
 
@@ -191,10 +193,19 @@ def command_line_json(function):
 
 
 # --- methods of issue 9: text, dpo, bon<N> ---
-# Best-of-N (`bon<N>`) trains nothing and samples from the sft model; dpo fine-tunes that model.
+# Best-of-N (`bon<N>`) trains nothing and samples from the sft model; dpo fine-tunes that model,
+# and so do the methods of `train.from_sft`, as the paper's policies start from its supervised
+# baseline.
 BEST_OF_N = [method for method in METHODS if re.fullmatch(r"bon[1-9][0-9]*", method)]
 TRAINED_METHODS = [method for method in METHODS if method not in BEST_OF_N]
-FROM_SFT = ("dpo",)
+FROM_SFT = ("dpo", *config["train"]["from_sft"])
+if "sft" in FROM_SFT:
+    raise ValueError("train.from_sft lists 'sft': the sft model cannot start from itself")
+if "sft" not in METHODS and set(METHODS) & {*FROM_SFT, *BEST_OF_N}:
+    raise ValueError(
+        f"methods {sorted(set(METHODS) & {*FROM_SFT, *BEST_OF_N})} start from (or sample) the"
+        " sft model, so `methods` must list sft too (or drop them from train.from_sft)"
+    )
 
 
 def alternation(names):
@@ -203,7 +214,8 @@ def alternation(names):
 
 
 def method_start(wildcards):
-    """The model folder a method's training starts from: the sft model for dpo, else its base."""
+    """The model folder a method's training starts from: the sft model for dpo and the methods of
+    `train.from_sft`, else its base."""
     if wildcards.method in FROM_SFT:
         return f"{RESULTS}/models/sft"
     return method_base_model(wildcards)
