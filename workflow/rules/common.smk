@@ -69,11 +69,24 @@ def base_model_template(wildcards):
     return config["prompt"]["template"]
 
 
+def gpus(count=1):
+    """The `gpu` resource a job asks for: `count`, or none when `device: cpu`, so that CPU jobs do
+    not queue for a GPU they would not use (with `gpu: 1` in the profile they would run one at a
+    time)."""
+    return 0 if config["device"] == "cpu" else count
+
+
 def base_model_gpus(wildcards):
-    """One GPU for a base model that is pretrained here, unless the config pins the CPU."""
+    """One GPU for a base model that is pretrained here."""
     spec = BASE_MODELS[wildcards.name]
     pretrained = spec["source"] == "config" and spec.get("pretraining", {}).get("steps", 0) > 0
-    return int(pretrained and config["device"] != "cpu")
+    return gpus(int(pretrained))
+
+
+def train_processes(wildcards, resources):
+    """Processes `accelerate launch` starts: one per GPU granted (Snakemake lowers the request to
+    what `--resources gpu=N` allows), or `scale.train_processes` CPU processes."""
+    return resources.gpu or config["scale"]["train_processes"]
 
 
 def prompt_template(wildcards):

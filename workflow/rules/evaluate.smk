@@ -22,7 +22,7 @@ rule evaluate:
         use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
     threads: workflow.cores
     resources:
-        gpu=1,
+        gpu=gpus(),
     log:
         "logs/evaluate/{method}.log",
     benchmark:
@@ -47,7 +47,7 @@ rule score_references:
         device=lookup(dpath="device", within=config),
     threads: workflow.cores
     resources:
-        gpu=1,
+        gpu=gpus(),
     log:
         f"logs/score_references/{RUN}.log",
     benchmark:

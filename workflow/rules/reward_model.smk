@@ -19,7 +19,7 @@ rule train_reward_model:
     # is several times slower on a busy one (measured 4.5x), while another job could use the core.
     threads: 1
     resources:
-        gpu=1,
+        gpu=gpus(),
     log:
         f"logs/train_reward_model/{RUN}.log",
     benchmark:
@@ -49,7 +49,7 @@ rule score_completions:
         device=lookup(dpath="device", within=config),
     threads: 1
     resources:
-        gpu=1,
+        gpu=gpus(),
     log:
         f"logs/score_completions/{RUN}.{{scatteritem}}.log",
     benchmark:

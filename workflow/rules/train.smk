@@ -20,13 +20,13 @@ rule train:
         checkpoints=f"{RESULTS}/checkpoints/{{method}}",
         seed=config["seed"],
         device=config["device"],
+        processes=train_processes,
     # One thread: for the demo's tiny models a second one slows a job down on a shared machine
     # (tokens, 1200 steps: 188 s CPU on two threads vs 54 s on one); a GPU does the real work.
     threads: 1
-    # One process per GPU. Snakemake lowers the request to what `--resources gpu=N` allows and
-    # the command launches that many; train.global_batch_size keeps the results the same.
+    # One process per GPU (train_processes); train.global_batch_size keeps the results the same.
     resources:
-        gpu=config["scale"]["train_processes"],
+        gpu=gpus(config["scale"]["train_processes"]),
     conda:
         "../envs/rewardcond.yaml"
     log:
@@ -37,7 +37,7 @@ rule train:
     # line per process, which a `script:` (run inside Snakemake's own Python) cannot be.
     shell:
         "accelerate launch --config_file {input.accelerate_config:q}"
-        " --num_processes {resources.gpu} --module rewardcond.train"
+        " --num_processes {params.processes} --module rewardcond.train"
         " --method {wildcards.method} --method-options {params.method_options:q}"
         " --trainset {input.trainset:q} --base {input.base:q} --output {output:q}"
         " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"
