@@ -1,4 +1,6 @@
-"""Check a finished demo run: every published file is there and the acceptance figures hold."""
+"""Check a finished demo run: every published file is there and the acceptance figures hold:
+scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, and scalar at its top
+in-range target beats sft on gold reward."""
 
 import sys
 from pathlib import Path
@@ -25,20 +27,24 @@ def main(run_dir: Path) -> int:
     if not missing:
         correlation = pd.read_csv(run_dir / "tables/correlation.csv").set_index("method")
         print(correlation.to_string())
-        proxy = correlation.loc["scalar", "spearman_pooled"]
-        if not proxy >= MIN_SPEARMAN:
-            problems.append(f"scalar spearman_pooled {proxy:.3f} < {MIN_SPEARMAN}")
+        for column in ("spearman_pooled", "spearman_gold_pooled"):
+            value = correlation.loc["scalar", column]
+            if not value >= MIN_SPEARMAN:
+                problems.append(f"scalar {column} {value:.3f} < {MIN_SPEARMAN}")
         summary = pd.read_csv(run_dir / "tables/summary.csv")
         print(summary.to_string())
         in_range = summary[(summary["method"] == "scalar") & summary["in_range"].astype(bool)]
         top = in_range.loc[in_range["target_reward"].idxmax()]
-        scalar_best = top["achieved_reward_mean"]
-        sft_reward = summary.loc[summary["method"] == "sft", "achieved_reward_mean"].iloc[0]
-        # Reported, not enforced: on 64 prompts the two are within each other's intervals.
-        print(
-            f"scalar at its top in-range target ({top['target_name']}) vs sft, achieved reward: "
-            f"{scalar_best:.3f} vs {sft_reward:.3f}"
-        )
+        sft = summary.loc[summary["method"] == "sft"].iloc[0]
+        for kind, column in (("RM", "achieved_reward_mean"), ("gold", "gold_reward_mean")):
+            print(
+                f"scalar at its top in-range target ({top['target_name']}) vs sft, {kind} reward:"
+                f" {top[column]:.3f} vs {sft[column]:.3f}"
+            )
+        # Issue 10: conditioning must work on the ground truth. The RM comparison is reported
+        # only: the proxy is what the methods over-optimise.
+        if not top["gold_reward_mean"] > sft["gold_reward_mean"]:
+            problems.append("scalar at its top in-range target does not beat sft on gold reward")
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("demo check:", "FAILED" if problems else "passed")
