@@ -29,11 +29,15 @@ def merged(base, over):
     return out
 
 
-@pytest.mark.parametrize("demo", [False, True], ids=["real", "demo"])
-def test_config_sections_build_every_settings_object(demo):
+@pytest.mark.parametrize(
+    ("overlays", "base_model"),
+    [((), "gpt2"), (("demo.yaml",), "tiny-gpt2"), (("demo.yaml", "smollm.yaml"), "smollm2-135m")],
+    ids=["real", "demo", "smollm"],
+)
+def test_config_sections_build_every_settings_object(overlays, base_model):
     config = load("config.yaml")
-    if demo:
-        config = merged(config, load("demo.yaml"))
+    for name in overlays:
+        config = merged(config, load(name))
     validate(config, schema=SCHEMA)
     for method in config["methods"]:
         get_method(method, config.get("method_options", {}).get(method))
@@ -52,5 +56,20 @@ def test_config_sections_build_every_settings_object(demo):
         assert plan.gradient_accumulation_steps >= 1
     generate = {k: v for k, v in config["generate"].items() if k != "n_prompts"}
     GenerateSettings(**generate, max_prompt_tokens=config["trainset"]["max_prompt_tokens"])
-    assert config["train"]["base_model"] == ("tiny-gpt2" if demo else "gpt2")
+    assert config["train"]["base_model"] == base_model
     assert config["train"]["base_model"] in config["base_models"]
+
+
+def test_smollm_config_changes_only_the_policy_side_of_the_demo():
+    demo = merged(load("config.yaml"), load("demo.yaml"))
+    smollm = merged(demo, load("smollm.yaml"))
+    assert smollm["run"] == "smollm"
+    assert smollm["base_models"]["smollm2-135m"]["source"] == "package"
+    # Same world and the same tiny reward model as the demo, so the two runs' tables compare.
+    for section in ("data", "synthetic", "prompt", "reward_model", "seed", "generate"):
+        assert smollm[section] == demo[section]
+    assert smollm["methods"] == ["scalar", "sft", "tokens", "text", "dpo", "bon4"]
+    assert smollm["trainset"]["targets"] == {
+        "quantiles": [0.05, 0.25, 0.5, 0.75, 0.95],
+        "beyond_max_sd": [1],
+    }
