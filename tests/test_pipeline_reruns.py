@@ -70,9 +70,10 @@ def test_changing_a_publishing_parameter_reruns_only_publishing(demo, tmp_path):
     assert jobs_to_run(demo, override) == {"publish": 1, "all": 1}
 
 
-def test_changing_the_learning_rate_reruns_training_and_what_follows_only(demo, tmp_path):
+def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tmp_path):
     override = tmp_path / "override.yaml"
-    override.write_text("train:\n  learning_rate: 0.001\n")
+    # weight_decay: a `train` key that no method overrides, so every trained method retrains.
+    override.write_text("train:\n  weight_decay: 0.01\n")
     jobs = jobs_to_run(demo, override)
     # Best-of-N samples from the retrained sft model, so it generates again too.
     assert set(jobs) == {
