@@ -27,7 +27,6 @@ rule generate_summaries:
         template=prompt_template,
         seed=config["seed"],
         device=config["device"],
-        processes=train_processes,
     # One thread: for the demo's tiny models a second one slows a job down on a shared machine
     # (tokens, 1200 steps: 188 s CPU on two threads vs 54 s on one); a GPU does the real work.
     threads: 1
