@@ -1,13 +1,45 @@
 # Helpers shared by every stage: config validation, paths, and the library modules a rule uses.
+import importlib.util
 import json
 import os
 import re
 from pathlib import Path
 
-from snakemake.utils import validate
+
+def config_schema_module():
+    """`rewardcond/config_schema.py` of this checkout, loaded by its path: importing the
+    `rewardcond` package would load torch (seconds) at every Snakemake start."""
+    path = Path(workflow.basedir, "src/rewardcond/config_schema.py")
+    spec = importlib.util.spec_from_file_location("rewardcond_config_schema", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+def config_sources():
+    """Where the config came from, in merge order: the Snakefile's `configfile:`, each
+    `--configfile`, then `--config` when given (named in a validation error)."""
+    given = [Path(path).absolute() for path in workflow.config_settings.configfiles]
+    files = [Path(path).absolute() for path in workflow.configfiles]
+    files = [path for path in files if path not in given] + given
+    names = [shown_path(path) for path in dict.fromkeys(files)]
+    return names + (["--config"] if workflow.config_settings.config else [])
+
+
+def shown_path(path):
+    """`path` relative to the working directory when it lies below it, else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+# The schema fills the defaults (as snakemake.utils.validate does) and rejects unknown keys; a
+# mistake stops here with its key path (e.g. `train.lerning_rate`) and the keys allowed there.
+if not workflow.modifier.skip_validation:
+    config_schema_module().validate_config(
+        config,
+        shown_path(Path(workflow.current_basedir, "../schemas/config.schema.yaml")),
+        sources=config_sources(),
+    )
 
 # Jobs import `rewardcond` from this checkout's src/ (installed or not), so the code that runs is
 # exactly the code `library()` tracks, also under --use-conda, whose env holds only the dependencies.
