@@ -43,6 +43,8 @@ class GenerateSettings:
     do_sample: sample (with temperature, top_p) instead of greedy decoding.
     num_samples: completions per prompt and condition (1 when greedy).
     max_prompt_tokens: prompts longer than this have their post body shortened.
+    The defaults are the schema's (`generate`, and `trainset.max_prompt_tokens`);
+    tests/test_config_schema.py keeps the two in step.
     """
 
     max_new_tokens: int = 48
@@ -50,7 +52,7 @@ class GenerateSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     num_samples: int = 1
-    batch_size: int = 16
+    batch_size: int = 32
     max_prompt_tokens: int = 512
 
     def __post_init__(self) -> None:

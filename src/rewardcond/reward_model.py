@@ -21,6 +21,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,30 @@ def normalize_to_references(
     return {"reference_mean_before": mean, "n_references": len(reference_rewards)}
 
 
+@dataclass(frozen=True)
+class RewardModelTrainSettings:
+    """Settings of the trained reward model (config section `reward_model.train`, without `base`,
+    the folder it starts from); the defaults are the schema's, from Stiennon et al. (2020).
+
+    epochs: passes over the train comparisons (fractions allowed); batch_size: comparisons per
+    optimizer step; lr: peak AdamW learning rate (linear warmup over `warmup_ratio` of the
+    steps, cosine decay to 0); max_length: tokens per input (prompt + summary + EOS; None: the
+    base's context); max_pairs: a seeded subset of this many train comparisons (None: all);
+    gpu_dtype: autocast dtype on CUDA (CPU always runs float32); batch_tokens: token budget of a
+    scoring batch when normalising on the reference summaries.
+    """
+
+    epochs: float = 1.0
+    batch_size: int = 64
+    lr: float = 1.5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_length: int | None = None
+    max_pairs: int | None = None
+    gpu_dtype: str = "bfloat16"
+    batch_tokens: int = 16384
+
+
 def build_trained_reward_model(
     *,
     comparisons_path: str | os.PathLike,
@@ -307,17 +332,19 @@ def build_trained_reward_model(
 ) -> dict:
     """The `train_reward_model` stage: train on the 'train' comparisons, normalise, save.
 
-    `params` is the `reward_model.train` config section (epochs, batch_size, lr, weight_decay,
-    warmup_ratio, max_length, max_pairs, gpu_dtype, batch_tokens). Writes `output_dir` atomically:
-    safetensors weights, config, tokenizer, `loss.csv` and `manifest.json`. Returns the manifest.
+    `params` is the `reward_model.train` config section: `RewardModelTrainSettings` keyword
+    arguments (missing ones take its defaults; a `base` key is ignored, the base comes from
+    `base_path`). Writes `output_dir` atomically: safetensors weights, config, tokenizer,
+    `loss.csv` and `manifest.json`. Returns the manifest.
     """
+    settings = RewardModelTrainSettings(**{k: v for k, v in params.items() if k != "base"})
     device = resolve_device(device)
     set_seed(seed)
     comparisons = pd.read_parquet(comparisons_path)
     posts = pd.read_parquet(posts_path).set_index("post_id", drop=False)
     train = comparisons[comparisons["split"] == "train"]
-    if params.get("max_pairs") is not None and len(train) > params["max_pairs"]:
-        train = train.sample(n=params["max_pairs"], random_state=seed)
+    if settings.max_pairs is not None and len(train) > settings.max_pairs:
+        train = train.sample(n=settings.max_pairs, random_state=seed)
     pairs = comparison_pairs(train)
     missing = sorted(set(pairs["post_id"]) - set(posts.index))
     if missing:
@@ -328,8 +355,8 @@ def build_trained_reward_model(
     base, tokenizer = load_base(base_path)
     model = RewardModel.from_base(base)
     del base
-    model.config.context_length = max_length = params.get("max_length") or model.max_length
-    autocast = DTYPES[params.get("gpu_dtype", "float32")] if device.startswith("cuda") else None
+    model.config.context_length = max_length = settings.max_length or model.max_length
+    autocast = DTYPES[settings.gpu_dtype] if device.startswith("cuda") else None
     history = train_reward_model(
         model,
         tokenizer,
@@ -338,11 +365,11 @@ def build_trained_reward_model(
         pairs["rejected"].tolist(),
         template=template,
         max_length=max_length,
-        epochs=params["epochs"],
-        batch_size=params["batch_size"],
-        lr=params["lr"],
-        weight_decay=params.get("weight_decay", 0.0),
-        warmup_ratio=params.get("warmup_ratio", 0.05),
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        warmup_ratio=settings.warmup_ratio,
         seed=seed,
         device=device,
         autocast_dtype=autocast if autocast != torch.float32 else None,
@@ -354,7 +381,7 @@ def build_trained_reward_model(
         template=template,
         max_length=max_length,
         device=device,
-        batch_tokens=params.get("batch_tokens", 16384),
+        batch_tokens=settings.batch_tokens,
         identity="trained:unsaved",
     )
     normalization = normalize_to_references(
@@ -369,7 +396,7 @@ def build_trained_reward_model(
         tokenizer.save_pretrained(tmp)
         history.to_csv(tmp / "loss.csv", index=False)
         manifest = build_manifest(
-            params={**params, "template": template, "max_length": max_length},
+            params={**params, **asdict(settings), "template": template, "max_length": max_length},
             seed=seed,
             inputs=[comparisons_path, posts_path, base_path],
             n_train_pairs=len(pairs),
