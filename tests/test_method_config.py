@@ -1,5 +1,9 @@
 """The configs run every method of issue 9, with options the schema and the classes accept."""
 
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,10 +37,27 @@ def test_every_method_runs_with_options_its_class_accepts(overlays):
         assert method.name == name
     assert [get_method(n, options["bon"]).n_candidates for n in ("bon4", "bon16")] == [4, 16]
     assert options["text"]["scaler"] == options["scalar"]["scaler"]
+    # null: derived from the trainset bounds (test_dpo_max_length_null_is_the_trainset_bounds...).
+    assert options["dpo"]["max_length"] is None
+
+
+@pytest.mark.parametrize(
+    ("overlays", "needed"),
+    [((), 512 + 48 + 1), (("demo.yaml",), 160 + 48 + 1)],
+    ids=["real", "demo"],
+)
+def test_dpo_max_length_null_is_the_trainset_bounds_plus_eos(overlays, needed):
+    config = load_config(*overlays)
     trainset = config["trainset"]
-    # DPO cuts nothing: the longest prompt + completion + EOS fits in its max_length.
-    needed = trainset["max_prompt_tokens"] + trainset["max_completion_tokens"] + 1
-    assert options["dpo"]["max_length"] == needed
+    assert trainset["max_prompt_tokens"] + trainset["max_completion_tokens"] + 1 == needed
+    command = [sys.executable, "-m", "snakemake", f"results/{config['run']}/models/dpo"]
+    command += ["-n", "-p", "--forceall", "--cores", "1"]
+    for name in overlays:
+        command += ["--configfile", f"workflow/config/{name}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    options = re.search(r"--method dpo --method-options '([^']*)'", result.stdout).group(1)
+    assert json.loads(options) == {"beta": 0.1, "loss_type": "sigmoid", "max_length": needed}
 
 
 @pytest.mark.parametrize(

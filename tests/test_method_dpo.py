@@ -188,7 +188,8 @@ def test_dpo_steps_lower_the_loss_and_save_a_loadable_model(world, tmp_path, tin
 
 
 def test_a_prompt_that_fills_max_length_is_refused_not_dropped(world, tmp_path):
-    with pytest.raises(ValueError, match="12 prompts fill method_options.dpo.max_length=8"):
+    # The trainset was built for max_length None; TRL would drop every pair.
+    with pytest.raises(ValueError, match=r"DPOTrainer kept 0 of 12 pairs .*dpo.max_length=8\)"):
         train_method(
             get_method("dpo", {"max_length": 8}),
             trainset_path=world["dpo"],
@@ -200,3 +201,96 @@ def test_a_prompt_that_fills_max_length_is_refused_not_dropped(world, tmp_path):
             device="cpu",
         )
     assert not (tmp_path / "dpo").exists()
+
+
+# The prompt of train post p00 is 82 tokens (p01..p11: 83) and its completions 6 (GOOD) and 16
+# (BAD) tokens + EOS: the prompt alone fits 86 tokens, but prompt + BAD + EOS (99) does not. The
+# header and cue alone (the post body cut away) take 40 tokens (p01..p11: 41).
+PROMPT_TOKENS, HEADER_TOKENS, GOOD_TOKENS, BAD_TOKENS = 82, 40, 6, 16
+
+
+def dpo_trainset(world, tmp_path, max_length):
+    """The dpo training pairs (and report) built for `max_length`."""
+    output, report = tmp_path / "dpo.parquet", tmp_path / "dpo.json"
+    build_trainset(
+        get_method("dpo", {"max_length": max_length}),
+        scored_path=world["scored"],
+        posts_path=world["posts"],
+        comparisons_path=world["comparisons"],
+        base_path=world["base"],
+        template=TEMPLATE,
+        settings=TrainsetSettings(
+            max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
+        ),
+        seed=0,
+        output_path=str(output),
+        report_path=str(report),
+    )
+    return pd.read_parquet(output), json.loads(report.read_text())
+
+
+def test_token_counts_of_the_long_prompt_case(world, tiny_tokenizer):
+    pairs = pd.read_parquet(world["dpo"])  # built with max_length None: prompts as rendered
+    lengths = [len(ids) for ids in tiny_tokenizer(list(pairs["prompt"]))["input_ids"]]
+    assert lengths == [PROMPT_TOKENS] + [PROMPT_TOKENS + 1] * 11
+    assert len(tiny_tokenizer(GOOD)["input_ids"]) == GOOD_TOKENS
+    assert len(tiny_tokenizer(BAD)["input_ids"]) == BAD_TOKENS
+    for post, tokens in (("p00", HEADER_TOKENS), ("p01", HEADER_TOKENS + 1)):
+        header = TEMPLATE.format(
+            subreddit="relationships", title=f"My roommate never cleans {post}", post=""
+        )
+        assert len(tiny_tokenizer(header)["input_ids"]) == tokens
+
+
+def test_a_long_prompt_is_shortened_never_the_completion(world, tmp_path, tiny_tokenizer):
+    max_length = 86
+    pairs, report = dpo_trainset(world, tmp_path, max_length)
+    assert report["pairs"] == {
+        "train_comparisons": 13,
+        "summary_filtered_out": 1,
+        "pairs": 12,
+        "prompt_shortened": 12,
+    }
+    # The post body is cut at its last newline that lets prompt + BAD + EOS fit: 69 tokens.
+    assert pairs["prompt"].iloc[0] == (
+        "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans p00\n\n"
+        "POST: We share a flat.\nShe leaves dishes everywhere.\n\nTL;DR:"
+    )
+    assert len(tiny_tokenizer(pairs["prompt"].iloc[0])["input_ids"]) + BAD_TOKENS + 1 <= max_length
+
+    # What TRL's DPOTrainer really trains on: its tokenized rows through its own collator.
+    method = get_method("dpo", {"max_length": max_length})
+    model, tokenizer = method.build_model(world["base"], pairs)
+    args = {"output_dir": str(tmp_path / "out"), "report_to": "none", "use_cpu": True}
+    trainer = method.pair_trainer(
+        model, tokenizer, pairs, base_path=world["base"], args=args, callbacks=()
+    )
+    assert len(trainer.train_dataset) == 12
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(12)])
+    eos = tiny_tokenizer.eos_token_id
+    for row in range(24):
+        pair = pairs.iloc[row % 12]
+        summary = pair["chosen"] if row < 12 else pair["rejected"]
+        ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        trained = batch["input_ids"][row][batch["completion_mask"][row].bool()].tolist()
+        assert trained == tiny_tokenizer(summary)["input_ids"] + [eos]
+        assert ids == tiny_tokenizer(pair["prompt"])["input_ids"] + trained
+        assert len(ids) <= max_length
+
+
+def test_a_max_length_that_cannot_hold_completion_eos_and_header_is_refused(world, tmp_path):
+    needed = BAD_TOKENS + 1 + HEADER_TOKENS + 1  # p01's header is one token longer than p00's
+    with pytest.raises(
+        ValueError,
+        match=(
+            rf"method_options.dpo.max_length={needed - 1} cannot hold 11 of 12 pairs without "
+            rf"cutting a completion: e.g. pair 1 \(post 'p01'\) needs its longer completion \+ "
+            rf"EOS \({BAD_TOKENS + 1} tokens\) \+ its shortest prompt, the post body cut away "
+            rf"\({HEADER_TOKENS + 1} tokens\) = {needed}; raise max_length to at least {needed}"
+        ),
+    ):
+        dpo_trainset(world, tmp_path, needed - 1)
+    pairs, _ = dpo_trainset(world, tmp_path, needed)  # the bound itself fits: the post is cut away
+    assert pairs["prompt"].iloc[1] == (
+        "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans p01\n\nPOST: \n\nTL;DR:"
+    )

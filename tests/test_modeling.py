@@ -5,6 +5,7 @@ mask or label shows up as a large difference). The tests marked `smollm2` (paddi
 positions, labels, save/load) also run on the real SmolLM2-135M when its folder exists.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -564,3 +565,73 @@ def test_bf16_on_cuda_trains_and_generates(tiny_tokenizer):
     assert torch.isfinite(loss) and model.reward_embedding.weight.grad is not None
     completions = complete(model, tiny_tokenizer, TEXTS, REWARDS.tolist(), max_new_tokens=4)
     assert [len(c.token_ids) <= 4 for c in completions] == [True] * 3
+
+
+DECODING = {
+    "greedy": {"do_sample": False},
+    "sampling": {"do_sample": True, "top_k": 0},
+    "beam_search": {"do_sample": False, "num_beams": 3},
+    "sampling_2_per_row": {"do_sample": True, "top_k": 0, "num_return_sequences": 2},
+    "beam_search_2_per_row": {"do_sample": False, "num_beams": 3, "num_return_sequences": 2},
+}
+REWARD_TYPES = {
+    "tensor": lambda rewards: torch.tensor(rewards),
+    "list": list,
+    "tuple": tuple,
+    "numpy": np.array,
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(DECODING))
+def test_generate_takes_target_rewards_of_every_type_with_every_strategy(conditioned, strategy):
+    model, tokenizer = conditioned
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    outputs = {}
+    for name, make in REWARD_TYPES.items():
+        torch.manual_seed(0)
+        outputs[name] = model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            target_rewards=make(REWARDS.tolist()),
+            max_new_tokens=6,
+            min_new_tokens=6,
+            pad_token_id=0,
+            **DECODING[strategy],
+        )
+    per_row = DECODING[strategy].get("num_return_sequences", 1)
+    assert outputs["tensor"].shape == (3 * per_row, input_ids.shape[1] + 6)
+    for name in ("list", "tuple", "numpy"):
+        assert torch.equal(outputs[name], outputs["tensor"]), name
+    # The rewards were repeated with the rows, in order: each row's sequences are those of its
+    # prompt generated alone at its target (deterministic strategies).
+    if not DECODING[strategy]["do_sample"]:
+        for i in range(3):
+            alone = model.generate(
+                input_ids[i : i + 1, attention_mask[i].bool()],
+                target_rewards=[REWARDS[i].item()],
+                max_new_tokens=6,
+                min_new_tokens=6,
+                pad_token_id=0,
+                **DECODING[strategy],
+            )
+            got = outputs["list"][i * per_row : (i + 1) * per_row, -6:]
+            assert torch.equal(got, alone[:, -6:]), i
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_generate_names_target_rewards_and_the_batch_size_on_a_wrong_length(conditioned, num_beams):
+    model, tokenizer = conditioned
+    input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
+    with pytest.raises(
+        ValueError,
+        match=r"target_rewards must have shape \(3,\) \(one per row of input_ids\); got shape "
+        r"\(9,\)",
+    ):
+        model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            target_rewards=[0.5] * 9,
+            num_beams=num_beams,
+            max_new_tokens=2,
+            pad_token_id=0,
+        )

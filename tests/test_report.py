@@ -9,7 +9,7 @@ import pytest
 from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targets
 
 from rewardcond.artifacts import write_parquet
-from rewardcond.evaluation import BootstrapSettings, best_targets, combine
+from rewardcond.evaluation import MIN_PROMPTS, BootstrapSettings, best_targets, combine, spearman
 from rewardcond.report import PLOTS, TABLES, build_tables, publish, verdict_lines
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
@@ -52,11 +52,13 @@ CORRELATION_COLUMNS = [
     "spearman_pooled_ci_high",
     "spearman_per_prompt_mean",
     "spearman_per_prompt_n",
+    "spearman_note",
     "spearman_gold_pooled",
     "spearman_gold_pooled_ci_low",
     "spearman_gold_pooled_ci_high",
     "spearman_gold_per_prompt_mean",
     "spearman_gold_per_prompt_n",
+    "spearman_gold_note",
     "calibration_mae",
 ]
 WINRATE_COLUMNS = [
@@ -64,6 +66,7 @@ WINRATE_COLUMNS = [
     "target_name",
     "target_reward",
     "n",
+    "n_prompts",
     "achieved_reward_mean",
     "gold_reward_mean",
     "gold_reward_ci_low",
@@ -289,3 +292,128 @@ def test_publish_rule_declares_every_file_publish_writes():
     written = {f"tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md")}
     written |= {f"plots/{name}.png" for name in PLOTS} | {"REPORT.md"}
     assert declared == written
+
+
+def degenerate_world(*, scalar_too=False, prompts=POST_IDS):
+    """The world with `text` writing the same summary at every target (so the same reward and
+    gold within each prompt) and `scalar` anti-calibrated (reward = -target + noise), or also
+    target-blind with `scalar_too`; only the given prompts."""
+    frames, references = make_world()
+    blind = [frames[1]] + ([frames[0]] if scalar_too else [])
+    for frame in blind:
+        frame["text"] = frame["method"] + " summary " + frame["post_id"]
+        frame["reward"] = frame["post_id"].str[1:].astype(float) / 10
+        frame["gold"] = 0.3 + frame["post_id"].str[1:].astype(float) / 20
+    if not scalar_too:
+        noise = np.random.default_rng(1).normal(size=len(frames[0]))
+        frames[0]["reward"] = -frames[0]["target_reward"] + 0.1 * noise
+    frames = [frame[frame["post_id"].isin(prompts)] for frame in frames]
+    return frames, references[references["post_id"].isin(prompts)]
+
+
+def degenerate_tables(**world):
+    frames, references = degenerate_world(**world)
+    frame = combine(frames, references, TARGETS)
+    return build_tables(frame, TARGETS, SETTINGS, main_method="scalar")
+
+
+def test_a_target_blind_method_has_an_undefined_correlation_with_its_reason():
+    correlation = degenerate_tables()["correlation"].set_index("method")
+    text = correlation.loc["text"]
+    # Pooled over prompts its Spearman would be exactly 0 with a [0, 0] interval: undefined.
+    for column in ("spearman", "spearman_gold"):
+        assert np.isnan(text[[f"{column}_pooled", f"{column}_pooled_ci_low"]].astype(float)).all()
+        assert np.isnan(float(text[f"{column}_pooled_ci_high"]))
+        assert text[f"{column}_per_prompt_n"] == 0
+    assert text["spearman_note"] == (
+        "undefined: the reward-model score is the same at every target within each of its 8 prompts"
+    )
+    assert text["spearman_gold_note"] == (
+        "undefined: the gold reward is the same at every target within each of its 8 prompts"
+    )
+    assert text["calibration_mae"] == pytest.approx(0.85)
+    # A method that responds to the target keeps its figure, computed as before, and no note.
+    frames, _ = degenerate_world()
+    scalar = frames[0][frames[0]["target_name"] != "max+1sd"]
+    assert correlation.loc["scalar", "spearman_pooled"] == spearman(
+        scalar["target_reward"], scalar["reward"]
+    )
+    assert correlation.loc["scalar", "spearman_pooled"] < -0.8
+    assert correlation.loc["scalar", ["spearman_note", "spearman_gold_note"]].tolist() == ["", ""]
+
+
+def test_the_verdict_never_crowns_an_undefined_correlation():
+    tables = degenerate_tables()
+    lines = verdict_lines(tables, 0.95, "scalar")
+    calibration = next(line for line in lines if line.startswith("Best calibration"))
+    assert calibration.startswith(
+        "Best calibration (pooled Spearman(target, achieved), in-range targets): **scalar** "
+        "with -0.866"
+    )
+    assert calibration.endswith(
+        "; no other method to compare with. Not ranked: text (undefined: the reward-model score "
+        "is the same at every target within each of its 8 prompts)."
+    )
+    assert not any("**text**" in line for line in lines)
+    assert not any(line.startswith("Proxy and gold") and "text" in line for line in lines)
+    comparisons = tables["comparisons"]
+    assert comparisons[comparisons["metric"] == "spearman_pooled"].empty
+
+    lines = verdict_lines(degenerate_tables(scalar_too=True), 0.95, "scalar")
+    assert (
+        "No calibration (pooled Spearman(target, achieved), in-range targets) to rank: scalar "
+        "(undefined: the reward-model score is the same at every target within each of its 8 "
+        "prompts); text (undefined: the reward-model score is the same at every target within "
+        "each of its 8 prompts)."
+    ) in lines
+    assert not any(line.startswith("Best calibration") for line in lines)
+
+
+def test_figures_from_too_few_prompts_are_not_ranked():
+    frames, references = make_world()
+    few = POST_IDS[: MIN_PROMPTS - 1]
+    frames = [frame[frame["post_id"].isin(few)] for frame in frames]
+    frame = combine(frames, references[references["post_id"].isin(few)], TARGETS)
+    tables = build_tables(frame, TARGETS, SETTINGS, main_method="scalar")
+    correlation = tables["correlation"].set_index("method")
+    assert correlation.loc["scalar", "spearman_per_prompt_n"] == 4
+    assert np.isfinite(correlation.loc["scalar", "spearman_pooled"])  # reported, not ranked
+    assert correlation.loc["scalar", "spearman_note"] == (
+        "not ranked: the reward-model score varies with the target on 4 prompts (fewer than 5)"
+    )
+    assert tables["winrate"]["n_prompts"].tolist() == [4, 4, 4]
+    assert tables["comparisons"].empty
+    lines = verdict_lines(tables, 0.95, "scalar")
+    assert (
+        "No gold reward to rank: scalar @ q50 (4 prompts, fewer than 5); text @ q50 (4 prompts, "
+        "fewer than 5); sft (4 prompts, fewer than 5)."
+    ) in lines
+    assert not any("**" in line for line in lines)
+
+
+def test_report_shows_the_undefined_figure_as_nan_with_its_reason(tmp_path):
+    frames, references = degenerate_world()
+    paths = []
+    for frame in frames:
+        paths.append(tmp_path / f"{frame['method'].iloc[0]}.parquet")
+        write_parquet(paths[-1], frame)
+    write_parquet(tmp_path / "references.parquet", references)
+    write_targets(tmp_path / "targets.json")
+    publish(
+        evaluated=paths,
+        references=tmp_path / "references.parquet",
+        targets=tmp_path / "targets.json",
+        results=tmp_path / "results",
+        n_resamples=100,
+        seed=3,
+        main_method="scalar",
+    )
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    calibration = report.split("## Calibration (in-range targets)\n")[1].split("\n## ")[0]
+    text_row = next(line for line in calibration.splitlines() if line.startswith("| text "))
+    assert "undefined: the reward-model score is the same at every target" in text_row
+    assert "0.000" not in text_row.split("|")[4] and "nan" in text_row.split("|")[4]
+    assert "at least 5 prompts" in report
+    csv = pd.read_csv(tmp_path / "results" / "tables" / "correlation.csv").set_index("method")
+    assert np.isnan(csv.loc["text", "spearman_pooled"])
+    assert csv.loc["text", "spearman_note"].startswith("undefined: the reward-model score")

@@ -1,6 +1,8 @@
 """Scoring: input building and truncation, bucketed batching, bad input, loaders, the stage."""
 
+import copy
 import json
+import logging
 
 import huggingface_hub.constants
 import numpy as np
@@ -8,7 +10,13 @@ import pandas as pd
 import pytest
 import torch
 from reward_helpers import TEMPLATE, tiny_reward_model, toy_posts
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
 
 from rewardcond.scoring import (
     DEMO_COMMAND,
@@ -220,3 +228,63 @@ def test_load_scorer_rejects_bad_arguments(tmp_path):
         load_scorer(kind="train", path_or_hub_id=tmp_path, template=TEMPLATE)
     with pytest.raises(ValueError, match="dtype='int8'"):
         load_scorer(kind="train", path_or_hub_id=tmp_path, template=TEMPLATE, dtype="int8")
+
+
+def _gpt2_classifier_without_pad(tiny_tokenizer, folder):
+    """A tiny random GPT2ForSequenceClassification (1 label, no pad_token_id) saved to `folder`
+    with a copy of the tiny tokenizer that has no pad token, as GPT-2 based reward models come."""
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(tiny_tokenizer), n_positions=128, n_embd=16, n_layer=2, n_head=2,
+        num_labels=1, bos_token_id=tiny_tokenizer.eos_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id, pad_token_id=None,
+    )  # fmt: skip
+    GPT2ForSequenceClassification(config).save_pretrained(folder)
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.pad_token = None
+    tokenizer.save_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder).pad_token_id is None
+
+
+def test_pretrained_reward_model_without_pad_token_pads_with_eos(tiny_tokenizer, tmp_path, caplog):
+    _gpt2_classifier_without_pad(tiny_tokenizer, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="rewardcond.scoring"):
+        scorer = load_scorer(
+            kind="pretrained", path_or_hub_id=str(tmp_path), revision="local",
+            template="{title}\n{post}", device="cpu", progress=False,
+        )  # fmt: skip
+    eos = tiny_tokenizer.eos_token_id
+    assert scorer.tokenizer.pad_token_id == eos and scorer.model.config.pad_token_id == eos
+    assert f"{tmp_path}@local: no pad token; padding with EOS '<|endoftext|>' (id {eos})" in (
+        caplog.text
+    )
+    posts, summaries = post_fields(toy_posts(6)), _summaries(6)
+    lengths = {len(e["input_ids"]) for e in scorer.builder.encode(posts, summaries)[0]}
+    assert len(lengths) == 6  # six different lengths, scored as one padded batch
+    assert len(length_batches(sorted(lengths), scorer.batch_tokens)) == 1
+    rewards = scorer.score(posts, summaries)
+    # Truth: the model as saved, one unpadded row at a time (GPT-2 reads the last token).
+    model = GPT2ForSequenceClassification.from_pretrained(tmp_path).eval()
+    alone = []
+    for post, summary in zip(posts, summaries, strict=True):
+        inputs = tiny_tokenizer(f"{post['title']}\n{post['post']}", summary, return_tensors="pt")
+        with torch.no_grad():
+            alone.append(model(**inputs).logits.item())
+    # fp32 noise between a padded batch and single rows: measured 5.6e-9.
+    np.testing.assert_allclose(rewards, alone, rtol=0, atol=1e-5)
+    assert len(set(np.round(alone, 4))) == 6
+
+
+def test_pretrained_reward_model_without_pad_or_eos_is_refused(tiny_tokenizer, tmp_path):
+    _gpt2_classifier_without_pad(tiny_tokenizer, tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    tokenizer.eos_token = None
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(
+        ValueError,
+        match=rf"reward model {tmp_path}@local: its tokenizer has neither a pad nor an EOS token",
+    ):
+        load_scorer(
+            kind="pretrained", path_or_hub_id=str(tmp_path), revision="local",
+            template="{title}\n{post}", device="cpu", progress=False,
+        )  # fmt: skip

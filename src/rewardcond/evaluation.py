@@ -45,6 +45,11 @@ GENERATION_COLUMNS = (
 PROMPT_COLUMNS = ("post_id", "subreddit", "title", "post", "reference")
 NO_TARGET = "none"
 IN_RANGE = "in_range"
+#: The fewest prompts a figure must rest on to be ranked (crowned in the verdict, led in
+#: `compare_methods`); for a Spearman(target, achieved), the prompts on which the achieved reward
+#: varies with the target. The intervals resample prompts, and 4 prompts allow only 35 distinct
+#: resamples, too few to place a 2.5% tail.
+MIN_PROMPTS = 5
 
 
 class Scorer(Protocol):
@@ -579,11 +584,42 @@ def _pooled(column: str) -> Callable[[Mapping], float]:
     return statistic
 
 
+def spearman_note(rows: pd.DataFrame, column: str, n_defined: int) -> str:
+    """Why the Spearman(target, `column`) of a method's in-range `rows` is undefined (NaN) or not
+    ranked, or "" when it is neither. `n_defined`: prompts with a per-prompt correlation.
+
+    A method that writes the same summary at every target gets the same reward at every target
+    within each prompt; pooled over prompts its Spearman is then exactly 0, in every bootstrap
+    resample too, a figure of the design, not of the method: it is undefined, as a correlation
+    with a constant is.
+    """
+    scores = "gold reward" if column == "gold" else "reward-model score"
+    if rows.empty:
+        return f"undefined: no {scores}s"
+    if rows["target_reward"].nunique() < 2:
+        return "undefined: fewer than 2 in-range targets"
+    if n_defined == 0:
+        return (
+            f"undefined: the {scores} is the same at every target within each of its "
+            f"{rows['post_id'].nunique()} prompts"
+        )
+    if n_defined < MIN_PROMPTS:
+        return (
+            f"not ranked: the {scores} varies with the target on {n_defined} prompts "
+            f"(fewer than {MIN_PROMPTS})"
+        )
+    return ""
+
+
 def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFrame:
     """One row per conditioned method: Spearman(target, achieved) and Spearman(target, gold) over
     the in-range targets, pooled over all rows (with a prompt-bootstrap interval) and as the mean
     of per-prompt correlations; plus the mean absolute calibration error |achieved - target| of
-    the per-target means."""
+    the per-target means.
+
+    A figure with no prompt on which the score varies with the target is NaN, interval too, and
+    `spearman_note` / `spearman_gold_note` say why (see `spearman_note`); "" when defined.
+    """
     records = []
     conditioned = frame[frame["conditioned"] & frame["in_range"].fillna(False)]
     for method in conditioned["method"].unique():
@@ -591,20 +627,25 @@ def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFra
         record = {"method": method, "n": len(rows), "n_prompts": rows["post_id"].nunique()}
         for label, column in (("spearman", "reward"), ("spearman_gold", "gold")):
             usable = rows.dropna(subset=[column])
-            statistic = _pooled(column)
-            record[f"{label}_pooled"] = statistic(usable) if len(usable) else float("nan")
-            low, high = prompt_bootstrap(
-                statistic,
-                [usable],
-                ["target_reward", column],
-                n_resamples=settings.n_resamples,
-                level=settings.level,
-                seed=settings.seed,
-            )
-            record[f"{label}_pooled_ci_low"], record[f"{label}_pooled_ci_high"] = low, high
             mean, n_defined = spearman_per_prompt(usable, "target_reward", column)
+            note = spearman_note(usable, column, n_defined)
+            pooled, low, high = float("nan"), float("nan"), float("nan")
+            if not note.startswith("undefined"):
+                statistic = _pooled(column)
+                pooled = statistic(usable)
+                low, high = prompt_bootstrap(
+                    statistic,
+                    [usable],
+                    ["target_reward", column],
+                    n_resamples=settings.n_resamples,
+                    level=settings.level,
+                    seed=settings.seed,
+                )
+            record[f"{label}_pooled"] = pooled
+            record[f"{label}_pooled_ci_low"], record[f"{label}_pooled_ci_high"] = low, high
             record[f"{label}_per_prompt_mean"] = mean
             record[f"{label}_per_prompt_n"] = n_defined
+            record[f"{label}_note"] = note
         per_target = rows.groupby("target_name")[["target_reward", "reward"]].mean()
         record["calibration_mae"] = float(
             (per_target["reward"] - per_target["target_reward"]).abs().mean()
@@ -619,14 +660,25 @@ def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFra
         "spearman_pooled_ci_high",
         "spearman_per_prompt_mean",
         "spearman_per_prompt_n",
+        "spearman_note",
         "spearman_gold_pooled",
         "spearman_gold_pooled_ci_low",
         "spearman_gold_pooled_ci_high",
         "spearman_gold_per_prompt_mean",
         "spearman_gold_per_prompt_n",
+        "spearman_gold_note",
         "calibration_mae",
     ]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def rankable(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows of a published table whose `column` may be ranked: it has a value and rests on
+    at least `MIN_PROMPTS` prompts (`n_prompts`; for a pooled Spearman, the prompts on which the
+    score varies with the target, `<label>_per_prompt_n`)."""
+    count = column.replace("_pooled", "_per_prompt_n") if column.endswith("_pooled") else None
+    prompts = table[count] if count else table["n_prompts"]
+    return table[table[column].notna() & (prompts >= MIN_PROMPTS)]
 
 
 def best_targets(summary: pd.DataFrame) -> dict[str, str]:
@@ -666,6 +718,7 @@ def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = No
             "target_name",
             "target_reward",
             "n",
+            "n_prompts",
             "achieved_reward_mean",
             "gold_reward_mean",
             "gold_reward_ci_low",
@@ -714,7 +767,7 @@ def compare_methods(
     tables = {"winrate": win_rates(summary), "correlation": correlation}
     records = []
     for metric, (row_column, table_name, table_column) in COMPARED_METRICS.items():
-        table = tables[table_name].dropna(subset=[table_column])
+        table = rankable(tables[table_name], table_column)
         if len(table) < 2:
             continue
         value = table.set_index("method")[table_column]

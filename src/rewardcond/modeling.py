@@ -279,10 +279,19 @@ class RewardConditionedLM(PreTrainedModel, GenerationMixin):
     ) -> torch.LongTensor:
         """`GenerationMixin.generate` with a target reward per row (raw units).
 
-        Returns prompt and new tokens, as transformers does. Not supported (ValueError): a static
-        cache, or continuing from a cache returned earlier (the slot would be counted twice).
+        `target_rewards`: one per row of `input_ids`, as a tensor, list, tuple or numpy array;
+        with several sequences per row (beam search, `num_return_sequences`) each of them is
+        generated at its row's target. Returns prompt and new tokens, as transformers does.
+        Not supported (ValueError): a static cache, or continuing from a cache returned earlier
+        (the slot would be counted twice).
+
+        Raises:
+            ValueError: naming `target_rewards` and the batch size, if their shape is not
+                `(batch_size,)` or they are not finite.
         """
-        self.check_target_rewards(target_rewards, input_ids.shape[0])
+        # A tensor, so that generate repeats it with the rows (beams, return sequences) as it
+        # does every tensor argument; a list would stay one per prompt row.
+        target_rewards = self.check_target_rewards(target_rewards, input_ids.shape[0])
         if (
             generation_kwargs.get("cache") is not None
             or generation_kwargs.get("past_key_values") is not None

@@ -295,6 +295,7 @@ def load_scorer(
     elif kind == "pretrained":
         model, tokenizer = _load_pretrained(str(path_or_hub_id), revision, torch_dtype)
         identity = f"{path_or_hub_id}@{revision}"
+        use_eos_as_pad(model, tokenizer, identity)
         input_format = "pair"
     else:
         raise ValueError(f"kind={kind!r}; expected 'pretrained' or 'train'")
@@ -333,6 +334,42 @@ def _load_pretrained(hub_id: str, revision: str | None, dtype: torch.dtype):
             f"{hub_id} has {model.config.num_labels} output labels; a reward model has exactly 1"
         )
     return model, tokenizer
+
+
+def use_eos_as_pad(model, tokenizer, name: str) -> None:
+    """Make a pretrained sequence classifier and its tokenizer agree on a pad token (in place).
+
+    Batched scoring pads every row to the longest, so it needs one; GPT-2 and Llama based
+    reward models ship without. A tokenizer without a pad token gets its EOS as pad, and the
+    model config's `pad_token_id` is set to the tokenizer's pad id: the GPT-2 / Llama classifiers
+    read the score at the last token that is not `config.pad_token_id`, so it must be the id the
+    batches are padded with (a row that itself ends in EOS is then read one token earlier, alone
+    or batched alike). Both changes are logged as warnings naming `name`.
+
+    Raises:
+        ValueError: naming `name`, if the tokenizer has neither a pad nor an EOS token.
+    """
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token_id is None:
+            raise ValueError(
+                f"reward model {name}: its tokenizer has neither a pad nor an EOS token, so rows "
+                "of different lengths cannot be batched; set pad_token in its tokenizer_config.json"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.warning(
+            "reward model %s: no pad token; padding with EOS %r (id %d)",
+            name,
+            tokenizer.eos_token,
+            tokenizer.eos_token_id,
+        )
+    if model.config.pad_token_id != tokenizer.pad_token_id:
+        logger.warning(
+            "reward model %s: config pad_token_id %s -> %d, the id its tokenizer pads with",
+            name,
+            model.config.pad_token_id,
+            tokenizer.pad_token_id,
+        )
+        model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def score_completions(

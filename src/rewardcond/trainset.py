@@ -184,7 +184,8 @@ def build_trainset(
     rows = rows[rows["source"].isin(sources)]
     if rows.empty:
         raise ValueError(f"{scored_path} has no train-split completions from sources {sources}")
-    rows, counts = filter_rows(rows, tokenizer, PromptTemplate(template), settings)
+    template = PromptTemplate(template)
+    rows, counts = filter_rows(rows, tokenizer, template, settings)
     if rows.empty:
         raise ValueError(f"every train row of {scored_path} was filtered out: {counts}")
     rows = method.label_rows(rows)
@@ -192,7 +193,9 @@ def build_trainset(
     if method.learns_from_pairs:
         if comparisons_path is None:
             raise ValueError(f"method {method.name!r} learns from pairs: pass comparisons_path")
-        rows, report["pairs"] = method.pair_rows(rows, pd.read_parquet(comparisons_path))
+        rows, report["pairs"] = method.pair_rows(
+            rows, pd.read_parquet(comparisons_path), tokenizer=tokenizer, template=template
+        )
         if rows.empty:
             raise ValueError(f"no train comparison of {comparisons_path} kept: {report}")
     if method.conditioned and settings.rebalance_bins > 0:

@@ -170,9 +170,16 @@ wildcard_constraints:
 
 def method_options(wildcards):
     """The `method_options.<method>` mapping (keyword arguments of the method's class); a
-    best-of-N method `bon<N>` takes those of `method_options.bon`."""
+    best-of-N method `bon<N>` takes those of `method_options.bon`. `dpo.max_length: null` becomes
+    trainset.max_prompt_tokens + max_completion_tokens + 1 (EOS): every training row fits."""
     name = "bon" if wildcards.method in BEST_OF_N else wildcards.method
-    return config.get("method_options", {}).get(name, {})
+    options = dict(config.get("method_options", {}).get(name, {}))
+    if name == "dpo" and options.get("max_length") is None:
+        trainset = config["trainset"]
+        options["max_length"] = (
+            trainset["max_prompt_tokens"] + trainset["max_completion_tokens"] + 1
+        )
+    return options
 
 
 def method_train_config(method):

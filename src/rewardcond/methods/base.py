@@ -104,10 +104,11 @@ class Method:
         return [NO_TARGET]
 
     def pair_rows(
-        self, rows: pd.DataFrame, comparisons: pd.DataFrame
+        self, rows: pd.DataFrame, comparisons: pd.DataFrame, *, tokenizer, template
     ) -> tuple[pd.DataFrame, dict[str, int]]:
         """(training pairs, counts of what was skipped and why) from the filtered rows and the
-        train comparisons; only methods with `learns_from_pairs` implement it."""
+        train comparisons; `tokenizer` (the base's) and `template` (a `PromptTemplate`) serve to
+        re-render prompts. Only methods with `learns_from_pairs` implement it."""
         raise NotImplementedError(f"method {self.name!r} does not learn from pairs")
 
     def pair_trainer(self, model, tokenizer, pairs: pd.DataFrame, *, base_path, args, callbacks):
