@@ -202,6 +202,14 @@ def test_overrides_get_no_defaults_and_train_gets_all(layers):
     assert config == by_snakemake
 
 
+def test_a_misspelt_method_name_is_an_error():
+    errors = config_errors(load_config(extra={"methods": ["scalr", "sft"]}), SCHEMA)
+    assert errors == [
+        "methods[0]: 'scalr' does not match '^(scalar|sft|tokens|text|dpo|bon[1-9][0-9]*)$'"
+    ]
+    assert config_errors(load_config(extra={"methods": ["scalar", "sft", "bon64"]}), SCHEMA) == []
+
+
 # --- through snakemake -n ----------------------------------------------------------------------
 
 
@@ -237,6 +245,14 @@ def test_dry_run_stops_at_a_config_mistake(tmp_path, overlay, line):
         "does not match workflow/schemas/config.schema.yaml"
     ) in output
     assert line in output, output[-3000:]
+
+
+def test_dry_run_stops_when_the_main_method_is_not_run(tmp_path):
+    overlay = {"methods": ["scalar", "sft"], "evaluate": {"main_method": "text"}}
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    code, output = dry_run("workflow/config/config.yaml", tmp_path / "overlay.yaml")
+    assert code != 0
+    assert "evaluate.main_method: 'text' is not one of methods ['scalar', 'sft']" in output
 
 
 @pytest.mark.parametrize(

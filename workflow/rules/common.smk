@@ -157,6 +157,11 @@ def reward_model_scorer_params():
 
 # --- experiment: trainset, train, generate ---
 METHODS = config["methods"]
+if config["evaluate"]["main_method"] not in METHODS:
+    raise ValueError(
+        f"evaluate.main_method: {config['evaluate']['main_method']!r} is not one of methods "
+        f"{METHODS}; the verdict compares it with every other method"
+    )
 # Every module of the methods package is imported (and registers itself) whenever one is used.
 METHOD_MODULES = [
     f"methods/{path.stem}"
