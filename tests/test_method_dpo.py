@@ -94,7 +94,12 @@ def test_pairs_put_the_preferred_summary_first_and_count_skips(world):
     assert pairs["prompt"].str.startswith("SUBREDDIT: r/relationships\n\nTITLE: ").all()
     assert pairs["prompt"].str.endswith("\n\nTL;DR:").all()
     report = json.loads(Path(world["report"]).read_text())
-    assert report["pairs"] == {"train_comparisons": 13, "summary_filtered_out": 1, "pairs": 12}
+    assert report["pairs"] == {
+        "train_comparisons": 13,
+        "summary_filtered_out": 1,
+        "pairs": 12,
+        "excluded_domains": {},
+    }
     assert report["rows"] == 12
 
 
