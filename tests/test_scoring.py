@@ -211,6 +211,36 @@ def test_score_completions_stage_writes_contract_columns_and_report(tiny_tokeniz
     assert report["n_truncated"] == 1 and report["skipped_completion_ids"] == [f"{2:016x}"]
 
 
+def test_score_completions_scores_cnndm_articles_with_their_template(tiny_tokenizer, tmp_path):
+    posts = toy_posts(2).assign(domain=["tldr", "cnndm"], subreddit=["relationships", "cnn"])
+    posts.to_parquet(tmp_path / "posts.parquet")
+    _completions(posts, [" one", " two"]).to_parquet(tmp_path / "completions.parquet")
+    model = tiny_reward_model(tiny_tokenizer, n_positions=128)
+
+    def run(**kwargs):
+        scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False,
+                        **kwargs)  # fmt: skip
+        score_completions(
+            completions_path=tmp_path / "completions.parquet",
+            posts_path=tmp_path / "posts.parquet",
+            output_path=tmp_path / "scored.parquet",
+            report_path=tmp_path / "report.json",
+            scorer=scorer,
+        )
+        return pd.read_parquet(tmp_path / "scored.parquet")["reward"].tolist()
+
+    with pytest.raises(ValueError, match="a CNN/DM article needs its own template"):
+        run()
+    rewards = run(cnndm_template="Article:\n\n{article}\n\nTL;DR:")
+    as_article = Scorer(model, tiny_tokenizer, template="Article:\n\n{post}\n\nTL;DR:",
+                        identity="t", progress=False)  # fmt: skip
+    as_reddit = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    article = post_fields(posts.drop(columns="domain"))[1]
+    assert rewards[1] == pytest.approx(as_article.score([article], [" two"])[0], abs=1e-6)
+    assert rewards[1] != pytest.approx(as_reddit.score([article], [" two"])[0], abs=1e-3)
+    assert rewards[0] == pytest.approx(as_reddit.score(post_fields(posts.iloc[:1]), [" one"])[0])
+
+
 def test_score_completions_rejects_unknown_post(tiny_tokenizer, tmp_path):
     posts = toy_posts(2)
     posts.iloc[:1].to_parquet(tmp_path / "posts.parquet")

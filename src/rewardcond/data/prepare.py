@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 ON_BAD_RECORD = ("error", "skip")
 COMPARISON_SPLITS = ("train", "valid1", "valid2")
 TLDR_SPLITS = ("train", "valid", "test")
-DOMAINS = ("tldr", "cnndm")
 POST_COLUMNS = [
     "post_id", "subreddit", "title", "post", "reference", "split", "comparison_split", "domain"
 ]  # fmt: skip
@@ -248,7 +247,7 @@ class _Posts:
         """(id, how) for a post without one: the id of the tldr_3_filtered post with the same
         subreddit, title and text (compared by `_same_text`; the first in file order if several),
         else `content_post_id`. Call once every tldr_3_filtered file is read."""
-        if self._by_text is None:  # built on first need: most runs never need it
+        if self._by_text is None:  # built on first need (files without ids)
             self._by_text = {}
             for post_id in self.split:
                 self._by_text.setdefault(self._text_key(self.info[post_id]), post_id)
@@ -399,9 +398,13 @@ def prepare(
 ) -> dict[str, Any]:
     """Validate the raw files listed in `raw_dir/manifest.json`; write the tables and a report.
 
-    Returns the report (also written as `report.json` and `report.md`). For a synthetic world the
-    report holds `bayes_optimal_accuracy` per comparison split (from its gold and label
-    temperature) and `gold_label_agreement` (share of labels that prefer the higher gold).
+    Returns the report (also written as `report.json` and `report.md`): per file `lines`,
+    `records` (kept), `skipped` with `skipped_by_reason` (lines = records + skipped) and the ids
+    given to records without one (`id_from_tldr_3_filtered`, `id_from_content_hash`); posts,
+    comparisons and completions by split and by domain. Raises `BadRecordError` (file:line:
+    field) on a bad record with `on_bad_record="error"`. For a synthetic world the report holds
+    `bayes_optimal_accuracy` per comparison split (from its gold and label temperature) and
+    `gold_label_agreement` (share of labels that prefer the higher gold).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     records = _Records(on_bad_record)
