@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+from real_layout import LONG_POST
 from transformers import GPT2Config, LlamaConfig
 
 from rewardcond import RewardConditionedConfig
@@ -57,6 +58,23 @@ def test_render_truncated_falls_back_to_a_word_boundary(tiny_tokenizer):
     assert prompt.startswith("SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans")
     assert prompt.endswith("\n\nTL;DR:")
     assert post["post"].startswith(kept) and post["post"][len(kept)] == " "
+
+
+@pytest.mark.parametrize("max_tokens", [64, 400])
+def test_render_truncated_fits_a_post_longer_than_any_context(tiny_tokenizer, max_tokens):
+    """A 42,000-character post (33,000 tokens of the tiny tokenizer): the header and the cue are
+    kept and the post is cut at a line end once one fits (400), else at a space (64)."""
+    post = {"subreddit": "Breadit", "title": "My starter", "post": LONG_POST}
+    prompt = TEMPLATE.render_truncated(tiny_tokenizer, max_tokens, **post)
+    assert count_tokens(tiny_tokenizer, prompt) <= max_tokens
+    assert prompt.startswith("SUBREDDIT: r/Breadit\n\nTITLE: My starter\n\nPOST: Day 1: I fed")
+    kept = prompt.split("POST: ")[1].removesuffix("\n\nTL;DR:")
+    assert prompt.endswith("\n\nTL;DR:") and LONG_POST.startswith(kept)
+    cut = "\n" if max_tokens == 400 else " "
+    assert LONG_POST[len(kept)] == cut
+    # the longest such cut: one more line (word) does not fit
+    longer = LONG_POST[: LONG_POST.index(cut, len(kept) + 1)]
+    assert count_tokens(tiny_tokenizer, TEMPLATE.render(**{**post, "post": longer})) > max_tokens
 
 
 def test_render_truncated_fails_when_header_and_cue_cannot_fit(tiny_tokenizer):

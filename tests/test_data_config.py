@@ -7,6 +7,7 @@ import yaml
 from snakemake.utils import validate
 
 from rewardcond.data.synthetic import WorldConfig
+from rewardcond.scoring import check_cnndm_template
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -33,6 +34,30 @@ def test_real_config_lists_the_openai_files():
     assert (data["include_cnndm"], data["on_bad_record"]) == (False, "error")
     # the schema fills the synthetic section the real config leaves out with the world's defaults
     assert config["synthetic"] == asdict(WorldConfig())
+
+
+def test_real_config_verifies_openai_files_by_their_digests():
+    """sha256 of byte-exact copies of OpenAI's files (batch18's also appears, for the same URL,
+    in an unrelated public project's data manifest); download refuses a file that differs."""
+    data = load("config.yaml")["data"]
+    assert data["sha256"] == {
+        "dataset/comparisons/batch13.json":
+            "e4f4de3ad8763b801c4b45ff277e1ead75e9c4105f1b0837793c4b51477ec122",
+        "dataset/comparisons/batch18.json":
+            "5008e223e287b4c38e434e270cf77301993adba70e1f87362f35fb928f83863a",
+        "dataset/comparisons/edit_b2_eval_test.json":
+            "6fa83abe0e2ecbae78644962af03c91bbf896db8ecaaf3ab672b8283a96c16c6",
+    }  # fmt: skip
+    assert set(data["sha256"]) <= set(data["files"])  # download refuses digests of other files
+
+
+def test_cnndm_template_is_the_papers_and_valid():
+    config = load("config.yaml")
+    schema = yaml.safe_load(Path(SCHEMA).read_text())
+    template = config["prompt"]["cnndm_template"]
+    assert template == "Article:\n\n{article}\n\nTL;DR:"
+    assert schema["properties"]["prompt"]["properties"]["cnndm_template"]["default"] == template
+    assert check_cnndm_template(template) == template
 
 
 def test_demo_config_is_the_default_synthetic_world():

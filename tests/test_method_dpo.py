@@ -94,7 +94,12 @@ def test_pairs_put_the_preferred_summary_first_and_count_skips(world):
     assert pairs["prompt"].str.startswith("SUBREDDIT: r/relationships\n\nTITLE: ").all()
     assert pairs["prompt"].str.endswith("\n\nTL;DR:").all()
     report = json.loads(Path(world["report"]).read_text())
-    assert report["pairs"] == {"train_comparisons": 13, "summary_filtered_out": 1, "pairs": 12}
+    assert report["pairs"] == {
+        "train_comparisons": 13,
+        "summary_filtered_out": 1,
+        "pairs": 12,
+        "excluded_domains": {},
+    }
     assert report["rows"] == 12
 
 
@@ -250,6 +255,7 @@ def test_a_long_prompt_is_shortened_never_the_completion(world, tmp_path, tiny_t
         "summary_filtered_out": 1,
         "pairs": 12,
         "prompt_shortened": 12,
+        "excluded_domains": {},
     }
     # The post body is cut at its last newline that lets prompt + BAD + EOS fit: 69 tokens.
     assert pairs["prompt"].iloc[0] == (

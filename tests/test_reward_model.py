@@ -148,8 +148,13 @@ def test_normalisation_centres_references_and_survives_save_load(tiny_tokenizer,
 
 
 def test_build_trained_reward_model_stage(tiny_tokenizer, tmp_path):
-    posts = toy_posts(12)
+    posts = toy_posts(12).assign(domain="tldr")
     comparisons = pd.concat([toy_comparisons(posts), toy_comparisons(posts, "valid2")])
+    comparisons = comparisons.assign(domain="tldr")
+    # a CNN/DM article compared in the train split: never trained on, counted
+    article = toy_posts(1).assign(post_id="cnn0", subreddit="dailymail", domain="cnndm")
+    comparisons = pd.concat([comparisons, toy_comparisons(article).assign(domain="cnndm")])
+    posts = pd.concat([posts, article.assign(reference=None, split=None)], ignore_index=True)
     posts.to_parquet(tmp_path / "posts.parquet")
     comparisons.to_parquet(tmp_path / "comparisons.parquet")
     base = tiny_base(tiny_tokenizer)
@@ -168,7 +173,7 @@ def test_build_trained_reward_model_stage(tiny_tokenizer, tmp_path):
     )
     files = sorted(p.name for p in (tmp_path / "rm").iterdir())
     assert {"config.json", "model.safetensors", "manifest.json", "loss.csv"} <= set(files)
-    assert manifest["n_train_pairs"] == 12
+    assert manifest["n_train_pairs"] == 12 and manifest["n_train_other_domains"] == 1
     assert manifest["normalization"]["n_references"] == 6
     assert json.loads((tmp_path / "rm" / "manifest.json").read_text())["seed"] == 0
     scorer = load_scorer(kind="train", path_or_hub_id=tmp_path / "rm", template=TEMPLATE,
@@ -257,6 +262,40 @@ def test_accuracy_table_counts_unscored_comparisons():
     row = table[(table["split"] == "valid2") & (table["subset"] == "all")].iloc[0]
     assert (row["n"], row["n_unscored"], row["accuracy"]) == (3, 1, pytest.approx(2 / 3))
     assert "bayes_optimal" not in table.columns
+
+
+def test_accuracy_table_keeps_cnndm_comparisons_in_their_own_rows():
+    """CNN/DM comparisons (the paper's transfer test) get rows of domain cnndm; the TL;DR rows
+    are those of the TL;DR comparisons alone."""
+    comparisons, scored = _toy_accuracy_inputs()
+    cnndm = pd.DataFrame(
+        {"post_id": ["g", "h", "i"], "summary_0": " x", "summary_1": " y", "choice": [0, 0, 1],
+         "split": "valid2", "confidence": np.nan, "domain": "cnndm"}
+    )  # fmt: skip
+    reward_y = {"g": 1.0, "h": 1.0, "i": 1.0}  # right on i only
+    scored_cnndm = pd.DataFrame(
+        {"post_id": [*reward_y, *reward_y], "text": [" y"] * 3 + [" x"] * 3,
+         "reward": [*reward_y.values(), *[0.0] * 3]}
+    )  # fmt: skip
+    mixed = pd.concat([comparisons.assign(domain="tldr"), cnndm], ignore_index=True)
+    table = accuracy_table(
+        mixed, pd.concat([scored, scored_cnndm]), model_name="m", bayes_optimal={"valid2": 0.9}
+    )
+    tldr_only = accuracy_table(comparisons, scored, model_name="m", bayes_optimal={"valid2": 0.9})
+    measured = table[table["kind"] == "measured"]
+    assert measured[["domain", "split", "subset"]].values.tolist() == [
+        ["tldr", "valid2", "all"], ["tldr", "valid2", "confidence=5"],
+        ["tldr", "valid2", "confidence=9"], ["tldr", "valid1", "all"],
+        ["cnndm", "valid2", "all"], ["cnndm", "valid1", "all"],
+    ]  # fmt: skip
+    pd.testing.assert_frame_equal(
+        measured[measured["domain"] == "tldr"], tldr_only[tldr_only["kind"] == "measured"]
+    )
+    cnndm_valid2 = measured.iloc[4]
+    assert (cnndm_valid2["n"], cnndm_valid2["accuracy"]) == (3, pytest.approx(1 / 3))
+    assert np.isnan(cnndm_valid2["bayes_optimal"])  # the synthetic world's figure is TL;DR's
+    assert (measured.iloc[5]["n"], np.isnan(measured.iloc[5]["accuracy"])) == (0, True)
+    assert set(table.loc[table["kind"] == "anchor", "domain"]) == {"tldr"}
 
 
 def test_measure_accuracy_writes_csv_and_markdown(tmp_path):

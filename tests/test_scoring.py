@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from real_layout import LONG_POST
 from reward_helpers import TEMPLATE, tiny_reward_model, toy_posts
 from transformers import (
     AutoTokenizer,
@@ -57,6 +58,61 @@ def test_long_post_is_shortened_on_the_post_side_only(tiny_tokenizer):
     assert text.endswith("\n\nTL;DR: roommate is messy")
     with pytest.raises(ValueError, match="without its body, prompt \\+ summary is already"):
         InputBuilder(tiny_tokenizer, TEMPLATE, max_length=10).encode([post], [summary])
+
+
+CNNDM_TEMPLATE = "Article:\n\n{article}\n\nTL;DR:"
+
+
+def test_cnndm_article_gets_its_own_template_never_the_subreddit_header(tiny_tokenizer):
+    article = {"subreddit": "dailymail", "title": "Bakery", "post": "We won.", "domain": "cnndm"}
+    reddit = {"subreddit": "r", "title": "t", "post": "p", "domain": "tldr"}
+    builder = InputBuilder(tiny_tokenizer, TEMPLATE, max_length=100, cnndm_template=CNNDM_TEMPLATE)
+    encodings, _ = builder.encode([article, reddit], [" a prize", " a summary"])
+    texts = [tiny_tokenizer.decode(e["input_ids"][:-1]) for e in encodings]
+    assert texts == [
+        "Article:\n\nWe won.\n\nTL;DR: a prize",
+        "SUBREDDIT: r/r\n\nTITLE: t\n\nPOST: p\n\nTL;DR: a summary",
+    ]
+    with_title = InputBuilder(tiny_tokenizer, TEMPLATE, max_length=100,
+                              cnndm_template="{site}: {title}\n{article}\nTL;DR:")  # fmt: skip
+    assert with_title.prompt(article) == "dailymail: Bakery\nWe won.\nTL;DR:"
+    no_template = InputBuilder(tiny_tokenizer, TEMPLATE, max_length=100)
+    with pytest.raises(ValueError, match="a CNN/DM article needs its own template: set prompt"):
+        no_template.encode([article], [" a prize"])
+    with pytest.raises(ValueError, match="prompt.cnndm_template must use {article}.*'subreddit'"):
+        InputBuilder(tiny_tokenizer, TEMPLATE, max_length=100, cnndm_template=TEMPLATE)
+
+
+def test_long_cnndm_article_is_shortened_on_the_article_side(tiny_tokenizer):
+    article = {
+        "subreddit": "cnn",
+        "title": "t",
+        "post": "We share a flat. " * 40,
+        "domain": "cnndm",
+    }
+    builder = InputBuilder(tiny_tokenizer, TEMPLATE, max_length=40, cnndm_template=CNNDM_TEMPLATE)
+    (encoding,), truncated = builder.encode([article], [" roommate is messy"])
+    text = tiny_tokenizer.decode(encoding["input_ids"][:-1])
+    assert truncated.tolist() == [True] and len(encoding["input_ids"]) <= 40
+    assert text.startswith("Article:\n\nWe share") and text.endswith("\n\nTL;DR: roommate is messy")
+
+
+def test_post_longer_than_any_context_is_shortened_to_fit(tiny_tokenizer):
+    """A 42,000-character post (33,000 tokens of the tiny tokenizer) fits in 64 tokens."""
+    post = {"subreddit": "Breadit", "title": "My starter", "post": LONG_POST}
+    builder = InputBuilder(tiny_tokenizer, TEMPLATE, max_length=64)
+    (encoding,), truncated = builder.encode([post], [" a summary"])
+    text = tiny_tokenizer.decode(encoding["input_ids"][:-1])
+    assert truncated.tolist() == [True] and 58 <= len(encoding["input_ids"]) <= 64
+    assert text.startswith("SUBREDDIT: r/Breadit\n\nTITLE: My starter\n\nPOST: Day 1: I fed")
+    assert text.endswith("\n\nTL;DR: a summary")
+
+
+def test_post_fields_carry_the_domain_when_the_table_has_one():
+    posts = toy_posts(2)
+    assert post_fields(posts)[0] == {"subreddit": "relationships", "title": "My roommate 0",
+                                     "post": "We share a flat. I asked twice."}  # fmt: skip
+    assert post_fields(posts.assign(domain=["tldr", "cnndm"]))[1]["domain"] == "cnndm"
 
 
 def test_length_batches_respect_the_token_budget():
@@ -161,6 +217,36 @@ def test_score_completions_stage_writes_contract_columns_and_report(tiny_tokeniz
     assert on_disk == report
     assert (report["n_in"], report["n_scored"], report["n_skipped_empty"]) == (6, 5, 1)
     assert report["n_truncated"] == 1 and report["skipped_completion_ids"] == [f"{2:016x}"]
+
+
+def test_score_completions_scores_cnndm_articles_with_their_template(tiny_tokenizer, tmp_path):
+    posts = toy_posts(2).assign(domain=["tldr", "cnndm"], subreddit=["relationships", "cnn"])
+    posts.to_parquet(tmp_path / "posts.parquet")
+    _completions(posts, [" one", " two"]).to_parquet(tmp_path / "completions.parquet")
+    model = tiny_reward_model(tiny_tokenizer, n_positions=128)
+
+    def run(**kwargs):
+        scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False,
+                        **kwargs)  # fmt: skip
+        score_completions(
+            completions_path=tmp_path / "completions.parquet",
+            posts_path=tmp_path / "posts.parquet",
+            output_path=tmp_path / "scored.parquet",
+            report_path=tmp_path / "report.json",
+            scorer=scorer,
+        )
+        return pd.read_parquet(tmp_path / "scored.parquet")["reward"].tolist()
+
+    with pytest.raises(ValueError, match="a CNN/DM article needs its own template"):
+        run()
+    rewards = run(cnndm_template="Article:\n\n{article}\n\nTL;DR:")
+    as_article = Scorer(model, tiny_tokenizer, template="Article:\n\n{post}\n\nTL;DR:",
+                        identity="t", progress=False)  # fmt: skip
+    as_reddit = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    article = post_fields(posts.drop(columns="domain"))[1]
+    assert rewards[1] == pytest.approx(as_article.score([article], [" two"])[0], abs=1e-6)
+    assert rewards[1] != pytest.approx(as_reddit.score([article], [" two"])[0], abs=1e-3)
+    assert rewards[0] == pytest.approx(as_reddit.score(post_fields(posts.iloc[:1]), [" one"])[0])
 
 
 def test_score_completions_rejects_unknown_post(tiny_tokenizer, tmp_path):

@@ -184,3 +184,74 @@ def test_eval_prompts_fall_back_to_test_posts(world, tmp_path):
     drawn = draw_eval_prompts(str(path), 5, seed=1, output_path=str(tmp_path / "e.parquet"))
     assert sorted(drawn["post_id"]) == [f"t{i:02d}" for i in range(5)]
     assert set(drawn["pool"]) == {"test"}
+
+
+def _with_cnndm(world, root):
+    """The world with a `domain` column and a CNN/DailyMail article among the train rows: two
+    comparison summaries with rewards (9.0) above every TL;DR one, a valid2 article with a
+    reference, and a train comparison of the article."""
+    posts = pd.read_parquet(world["posts"]).assign(domain="tldr")
+    article = {
+        "post_id": "cnn1", "subreddit": "dailymail", "title": "Bakery wins prize",
+        "post": "A village bakery won a prize.", "reference": None, "split": None,
+        "comparison_split": "train", "domain": "cnndm",
+    }  # fmt: skip
+    held_out = {**article, "post_id": "cnn2", "reference": " a prize", "comparison_split": "valid2"}
+    posts = pd.concat([posts, pd.DataFrame([article, held_out])], ignore_index=True)
+    scored = pd.read_parquet(world["scored"]).assign(domain="tldr")
+    extra = scored.iloc[:2].assign(
+        post_id="cnn1", text=[" bakery wins", " a prize"], source="comparison", split="train",
+        reward=9.0, domain="cnndm", completion_id=["c" * 16, "d" * 16],
+    )  # fmt: skip
+    scored = pd.concat([scored, extra], ignore_index=True)
+    comparisons = pd.DataFrame(
+        {"post_id": ["p00", "cnn1"], "summary_0": [" roommate is messy", " bakery wins"],
+         "summary_1": [" the quick brown fox", " a prize"], "choice": [1, 0],
+         "split": "train", "domain": ["tldr", "cnndm"]}
+    )  # fmt: skip
+    paths = {**world, "posts": str(root / "posts.parquet"), "scored": str(root / "scored.parquet")}
+    paths["comparisons"] = str(root / "comparisons.parquet")
+    posts.to_parquet(paths["posts"], index=False)
+    scored.to_parquet(paths["scored"], index=False)
+    comparisons.to_parquet(paths["comparisons"], index=False)
+    return paths
+
+
+def test_cnndm_rows_are_never_trained_on_and_are_counted(world, tmp_path):
+    mixed = _with_cnndm(world, tmp_path)
+    rows, report = _build(mixed, tmp_path, "scalar")
+    plain_rows, plain_report = _build(world, tmp_path / "plain", "scalar")
+    assert report["excluded_domains"] == {"cnndm": 2}
+    assert plain_report["excluded_domains"] == {}
+    assert report["filter"] == plain_report["filter"]
+    assert rows.equals(plain_rows) and "cnn1" not in set(rows["post_id"])
+    pairs, pair_report = build_trainset(
+        get_method("dpo"),
+        scored_path=mixed["scored"],
+        posts_path=mixed["posts"],
+        comparisons_path=mixed["comparisons"],
+        base_path=mixed["base"],
+        template=TEMPLATE,
+        settings=SETTINGS,
+        seed=0,
+        output_path=str(tmp_path / "dpo.parquet"),
+        report_path=str(tmp_path / "dpo.json"),
+    )
+    assert pairs["post_id"].tolist() == ["p00"]
+    assert pair_report["pairs"] == {
+        "train_comparisons": 1, "summary_filtered_out": 0, "pairs": 1,
+        "excluded_domains": {"cnndm": 1},
+    }  # fmt: skip
+    targets = build_targets(
+        scored_path=mixed["scored"],
+        posts_path=mixed["posts"],
+        base_path=mixed["base"],
+        template=TEMPLATE,
+        settings=SETTINGS,
+        quantiles=[1.0],
+        beyond_max_sd=[],
+        output_path=str(tmp_path / "targets.json"),
+    )
+    assert targets[0]["value"] == 2.0 + 0.1 * (N_TRAIN_POSTS - 1)  # not the articles' 9.0
+    drawn = draw_eval_prompts(mixed["posts"], 6, seed=1, output_path=str(tmp_path / "e.parquet"))
+    assert sorted(drawn["post_id"]) == [f"v{i:02d}" for i in range(6)]  # never cnn2

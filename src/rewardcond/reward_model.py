@@ -330,7 +330,8 @@ def build_trained_reward_model(
     seed: int,
     device: str = "auto",
 ) -> dict:
-    """The `train_reward_model` stage: train on the 'train' comparisons, normalise, save.
+    """The `train_reward_model` stage: train on the 'train' comparisons of TL;DR posts (`domain`
+    tldr; CNN/DM ones are left out and counted in the manifest), normalise, save.
 
     `params` is the `reward_model.train` config section: `RewardModelTrainSettings` keyword
     arguments (missing ones take its defaults; a `base` key is ignored, the base comes from
@@ -343,6 +344,11 @@ def build_trained_reward_model(
     comparisons = pd.read_parquet(comparisons_path)
     posts = pd.read_parquet(posts_path).set_index("post_id", drop=False)
     train = comparisons[comparisons["split"] == "train"]
+    n_other_domains = 0
+    if "domain" in train.columns:  # TL;DR only, as the paper's reward model
+        n_other_domains = int((train["domain"] != "tldr").sum())
+        train = train[train["domain"] == "tldr"]
+        logger.info("left out %d train comparisons of other domains (CNN/DM)", n_other_domains)
     if settings.max_pairs is not None and len(train) > settings.max_pairs:
         train = train.sample(n=settings.max_pairs, random_state=seed)
     pairs = comparison_pairs(train)
@@ -400,6 +406,7 @@ def build_trained_reward_model(
             seed=seed,
             inputs=[comparisons_path, posts_path, base_path],
             n_train_pairs=len(pairs),
+            n_train_other_domains=n_other_domains,
             normalization=normalization,
             final_train_loss=float(history["loss"].iloc[-1]),
             device=device,
@@ -417,6 +424,7 @@ ANCHORS = (
     ("human inter-labeller agreement", 0.77, "Stiennon et al. 2020"),
 )
 ACCURACY_SPLITS = ("valid2", "valid1")
+ACCURACY_DOMAINS = ("tldr", "cnndm")
 
 
 def pairwise_correct(reward_0, reward_1, choice) -> np.ndarray:
@@ -435,21 +443,29 @@ def accuracy_table(
     samples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Accuracy of a reward model on valid2 and valid1 (and per labeller confidence), with CIs.
+    """Accuracy of a reward model on valid2 and valid1 (and per labeller confidence), with CIs,
+    per domain: TL;DR rows first (`domain` tldr), then CNN/DailyMail ones (`cnndm`) when the
+    comparisons hold any (the paper's transfer test; never mixed into the TL;DR rows).
 
     `scored` holds `post_id`, `text`, `reward` (the scored completions); a comparison whose summary
     has no score (skipped as empty) is left out and counted in `n_unscored`. With
     `bayes_optimal` (per split, synthetic world) the table adds the Bayes-optimal accuracy and the
     share of the learnable signal captured, (accuracy - 0.5) / (bayes - 0.5). Anchor rows from other
-    setups follow, marked `kind = anchor`.
+    setups (all TL;DR) follow, marked `kind = anchor`. Comparisons without a `domain` column are
+    TL;DR.
     """
     # Imported here, so that of the reward-model rules only the accuracy one depends on it.
     from rewardcond.evaluation import bootstrap_ci
 
     rewards = scored.drop_duplicates(["post_id", "text"]).set_index(["post_id", "text"])["reward"]
+    domains = comparisons["domain"] if "domain" in comparisons.columns else "tldr"
+    comparisons = comparisons.assign(domain=domains)
+    present = set(comparisons["domain"])
     rows = []
-    for split in ACCURACY_SPLITS:
-        subset = comparisons[comparisons["split"] == split]
+    for domain, split in [(d, s) for d in ACCURACY_DOMAINS for s in ACCURACY_SPLITS]:
+        if domain != "tldr" and domain not in present:
+            continue
+        subset = comparisons[(comparisons["split"] == split) & (comparisons["domain"] == domain)]
         reward_0 = rewards.reindex(
             pd.MultiIndex.from_arrays([subset["post_id"], subset["summary_0"]])
         )
@@ -474,6 +490,7 @@ def accuracy_table(
                 {
                     "kind": "measured",
                     "model": model_name,
+                    "domain": domain,
                     "split": split,
                     "subset": group,
                     "n": int(mask.sum()),
@@ -486,8 +503,10 @@ def accuracy_table(
     table = pd.DataFrame(rows)
     if bayes_optimal:
         table["bayes_optimal"] = [
-            bayes_optimal.get(split, np.nan) if subset == "all" else np.nan
-            for split, subset in zip(table["split"], table["subset"], strict=True)
+            bayes_optimal.get(split, np.nan) if subset == "all" and domain == "tldr" else np.nan
+            for split, subset, domain in zip(
+                table["split"], table["subset"], table["domain"], strict=True
+            )
         ]
         table["signal_captured"] = (table["accuracy"] - 0.5) / (table["bayes_optimal"] - 0.5)
     anchors = pd.DataFrame(
@@ -495,6 +514,7 @@ def accuracy_table(
             {
                 "kind": "anchor",
                 "model": name,
+                "domain": "tldr",
                 "split": "other setup",
                 "subset": "all",
                 "accuracy": accuracy,

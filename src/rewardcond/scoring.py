@@ -6,7 +6,9 @@ Two input formats cover both kinds of reward model:
 - `pair` (a pretrained sequence classifier such as OpenAssistant's DeBERTa): the tokenizer's own
   (question, answer) pair encoding of `(prompt, summary)`.
 Either way, a text longer than the model's context is shortened on the post side only (the
-summary is what is being judged) and flagged as truncated.
+summary is what is being judged) and flagged as truncated. A CNN/DailyMail article (a post whose
+`domain` is `cnndm`) is rendered with its own template (`prompt.cnndm_template`), never with the
+TL;DR template's `SUBREDDIT:` header.
 
 `load_scorer(...)` is the entry point for later stages; `score_completions(...)` is the
 `score_completions` rule.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import string
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,25 +40,71 @@ INPUT_FORMATS = ("causal", "pair")
 ON_EMPTY = ("error", "skip")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEMO_COMMAND = "snakemake --cores 2 --configfile workflow/config/demo.yaml"
+CNNDM_FIELDS = ("article", "title", "site")
 
 
 def post_fields(posts: pd.DataFrame) -> list[dict]:
-    """Rows of a posts table as `{"subreddit", "title", "post"}` dicts (the template's fields)."""
-    return posts[["subreddit", "title", "post"]].to_dict("records")
+    """Rows of a posts table as `{"subreddit", "title", "post"}` dicts (the template's fields),
+    plus `domain` (`tldr` / `cnndm`) when the table has that column."""
+    columns = ["subreddit", "title", "post", *(["domain"] if "domain" in posts.columns else [])]
+    return posts[columns].to_dict("records")
+
+
+def check_cnndm_template(template: str) -> str:
+    """`template` if it is a valid `prompt.cnndm_template`: a format string that uses `{article}`
+    and may use `{title}` and `{site}`; ValueError naming the key otherwise."""
+    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    if "article" not in fields or not fields <= set(CNNDM_FIELDS):
+        raise ValueError(
+            "prompt.cnndm_template must use {article} and may use {title} and {site}; got "
+            f"{sorted(fields)} in {template!r}"
+        )
+    return template
 
 
 class InputBuilder:
-    """Turns (post, summary) into reward-model token ids; shortens the post to fit `max_length`."""
+    """Turns (post, summary) into reward-model token ids; shortens the post to fit `max_length`.
 
-    def __init__(self, tokenizer, template: str, *, max_length: int, input_format: str = "causal"):
+    A post is a dict of the template's fields (`subreddit`, `title`, `post`) and optionally
+    `domain`: a `cnndm` one (a CNN/DM article stored as post = article, subreddit = site) is
+    rendered with `cnndm_template` over `{article}`, `{title}`, `{site}`; without one it is an
+    error (ValueError naming `prompt.cnndm_template`).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        template: str,
+        *,
+        max_length: int,
+        input_format: str = "causal",
+        cnndm_template: str | None = None,
+    ):
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format={input_format!r}; expected one of {INPUT_FORMATS}")
         if input_format == "causal" and tokenizer.eos_token_id is None:
             raise ValueError("a causal reward model needs a tokenizer with an EOS token")
         self.tokenizer = tokenizer
         self.template = template
+        self.cnndm_template = check_cnndm_template(cnndm_template) if cnndm_template else None
         self.max_length = int(max_length)
         self.input_format = input_format
+
+    def prompt(self, post: dict) -> str:
+        """The prompt (or, for a pair RM, the question) of one post."""
+        domain = post.get("domain", "tldr")
+        if domain == "tldr":
+            return self.template.format(**post)
+        if domain != "cnndm":
+            raise ValueError(f"post domain {domain!r}; expected 'tldr' or 'cnndm'")
+        if self.cnndm_template is None:
+            raise ValueError(
+                "a CNN/DM article needs its own template: set prompt.cnndm_template (the TL;DR "
+                "template's SUBREDDIT: header does not fit a news article)"
+            )
+        return self.cnndm_template.format(
+            article=post["post"], title=post["title"], site=post["subreddit"]
+        )
 
     def _encode(self, prompts: list[str], summaries: list[str]) -> list[dict]:
         if self.input_format == "pair":
@@ -71,7 +120,7 @@ class InputBuilder:
         self, posts: Sequence[dict], summaries: Sequence[str]
     ) -> tuple[list[dict], np.ndarray]:
         """Encodings (dicts of token-id lists) and a bool array: was the post shortened?"""
-        prompts = [self.template.format(**post) for post in posts]
+        prompts = [self.prompt(post) for post in posts]
         encodings = self._encode(prompts, list(summaries))
         truncated = np.zeros(len(encodings), dtype=bool)
         for i, encoding in enumerate(encodings):
@@ -86,14 +135,14 @@ class InputBuilder:
         while length > self.max_length:
             keep -= max(1, length - self.max_length)
             if keep < 0:
-                empty = self._encode([self.template.format(**{**post, "post": ""})], [summary])[0]
+                empty = self._encode([self.prompt({**post, "post": ""})], [summary])[0]
                 raise ValueError(
                     f"cannot fit a {post.get('subreddit')!r} post into {self.max_length} tokens: "
                     f"without its body, prompt + summary is already {len(empty['input_ids'])} "
                     "tokens; raise reward_model max_length or shorten the template"
                 )
             shortened = {**post, "post": self.tokenizer.decode(body[:keep])}
-            encoding = self._encode([self.template.format(**shortened)], [summary])[0]
+            encoding = self._encode([self.prompt(shortened)], [summary])[0]
             length = len(encoding["input_ids"])
         return encoding
 
@@ -144,7 +193,8 @@ class Scorer:
 
     `identity` names the model in outputs (`hub_id@revision` or `trained:<sha256[:16]>`).
     `on_empty`: an empty (whitespace-only) summary raises (`error`) or is skipped with a NaN
-    reward and counted (`skip`). A non-finite reward always raises.
+    reward and counted (`skip`). A non-finite reward always raises. `cnndm_template` renders
+    CNN/DM articles (see `InputBuilder`).
     """
 
     def __init__(
@@ -161,6 +211,7 @@ class Scorer:
         max_batch_size: int = 512,
         on_empty: str = "error",
         progress: bool = True,
+        cnndm_template: str | None = None,
     ):
         if on_empty not in ON_EMPTY:
             raise ValueError(f"on_empty={on_empty!r}; expected one of {ON_EMPTY}")
@@ -177,6 +228,7 @@ class Scorer:
             template,
             max_length=max_length or model_context(model, tokenizer),
             input_format=input_format,
+            cnndm_template=cnndm_template,
         )
 
     @property
@@ -267,15 +319,16 @@ def load_scorer(
     batch_tokens: int = 16384,
     on_empty: str = "error",
     progress: bool = True,
+    cnndm_template: str | None = None,
 ) -> Scorer:
     """A `Scorer` for a reward model.
 
     kind `pretrained`: an `AutoModelForSequenceClassification` from the hub (`path_or_hub_id` at a
     pinned `revision`; a local folder works too) fed `(prompt, summary)` pairs, where `template`
     renders the prompt (question). kind `train`: the reward model this pipeline trained, from its
-    folder, fed `prompt + summary + EOS`. `dtype` applies on CUDA only; CPU always runs float32.
-    Never runs remote code. Offline, a hub id that is not cached fails with a message naming
-    the offline demo.
+    folder, fed `prompt + summary + EOS`. Either way `cnndm_template` renders a CNN/DM article
+    (`InputBuilder`). `dtype` applies on CUDA only; CPU always runs float32. Never runs remote
+    code. Offline, a hub id that is not cached fails with a message naming the offline demo.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; expected one of {sorted(DTYPES)}")
@@ -310,6 +363,7 @@ def load_scorer(
         batch_tokens=batch_tokens,
         on_empty=on_empty,
         progress=progress,
+        cnndm_template=cnndm_template,
     )
 
 

@@ -1,9 +1,11 @@
 """Training sets, target rewards and evaluation prompts, from the scored completions and posts.
 
-Every row of a training set is a train-split completion with its post's fields, the prompt
-rendered (post body shortened to fit), the completion text and its raw reward-model score. The
-same filters build the pool the target rewards are read from, so that "q95" is the 95th
-percentile of the rewards the conditioned models were trained on (before any rebalancing).
+Every row of a training set is a train-split completion of a TL;DR post with its post's fields,
+the prompt rendered (post body shortened to fit), the completion text and its raw reward-model
+score. The same filters build the pool the target rewards are read from, so that "q95" is the
+95th percentile of the rewards the conditioned models were trained on (before any rebalancing).
+CNN/DailyMail rows (`domain` cnndm) are never trained on, drawn as prompts or used for targets;
+the trainset report counts the rows left out (`excluded_domains`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,15 @@ def read_scored(scored_path: str, posts_path: str) -> pd.DataFrame:
             f" (first post_id {joined.loc[orphans, 'post_id'].iloc[0]!r})"
         )
     return joined.reset_index(drop=True)
+
+
+def tldr_only(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows of TL;DR posts (`domain` tldr; all rows when there is no `domain` column) and the
+    count of the others per domain (e.g. `{"cnndm": 12}`)."""
+    if "domain" not in rows.columns:
+        return rows, {}
+    keep = rows["domain"] == "tldr"
+    return rows[keep], {str(k): int(n) for k, n in rows["domain"][~keep].value_counts().items()}
 
 
 def filter_rows(
@@ -179,7 +190,7 @@ def build_trainset(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    rows = read_scored(scored_path, posts_path)
+    rows, excluded = tldr_only(read_scored(scored_path, posts_path))
     sources = method.sources if method.sources is not None else settings.sources
     rows = rows[rows["source"].isin(sources)]
     if rows.empty:
@@ -189,13 +200,21 @@ def build_trainset(
     if rows.empty:
         raise ValueError(f"every train row of {scored_path} was filtered out: {counts}")
     rows = method.label_rows(rows)
-    report = {"method": method.name, "sources": list(sources), "filter": counts}
+    report = {
+        "method": method.name,
+        "sources": list(sources),
+        "excluded_domains": excluded,
+        "filter": counts,
+    }
     if method.learns_from_pairs:
         if comparisons_path is None:
             raise ValueError(f"method {method.name!r} learns from pairs: pass comparisons_path")
+        comparisons = pd.read_parquet(comparisons_path)
+        comparisons, excluded_pairs = tldr_only(comparisons[comparisons["split"] == "train"])
         rows, report["pairs"] = method.pair_rows(
-            rows, pd.read_parquet(comparisons_path), tokenizer=tokenizer, template=template
+            rows, comparisons, tokenizer=tokenizer, template=template
         )
+        report["pairs"]["excluded_domains"] = excluded_pairs
         if rows.empty:
             raise ValueError(f"no train comparison of {comparisons_path} kept: {report}")
     if method.conditioned and settings.rebalance_bins > 0:
@@ -241,11 +260,12 @@ def build_targets(
     output_path: str,
 ) -> list[dict]:
     """Write (JSON) and return the `target_rewards` of the reward-conditioned training pool
-    (`settings.sources`, filtered and deduplicated as the training sets are, not rebalanced)."""
+    (`settings.sources` of TL;DR posts, filtered and deduplicated as the training sets are, not
+    rebalanced)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    rows = read_scored(scored_path, posts_path)
+    rows, _ = tldr_only(read_scored(scored_path, posts_path))
     rows = rows[rows["source"].isin(settings.sources)]
     rows, counts = filter_rows(rows, tokenizer, PromptTemplate(template), settings)
     if rows.empty:
@@ -256,10 +276,10 @@ def build_targets(
 
 
 def draw_eval_prompts(posts_path: str, n: int, seed: int, output_path: str) -> pd.DataFrame:
-    """Write and return `n` posts with a reference, drawn (seeded) from the valid2 comparison
-    posts, or from the test posts when valid2 holds fewer than `n`. Columns: post_id, subreddit,
-    title, post, reference, pool (valid2|test)."""
-    posts = pd.read_parquet(posts_path)
+    """Write and return `n` TL;DR posts with a reference, drawn (seeded) from the valid2
+    comparison posts, or from the test posts when valid2 holds fewer than `n`. Columns: post_id,
+    subreddit, title, post, reference, pool (valid2|test)."""
+    posts, _ = tldr_only(pd.read_parquet(posts_path))
     with_reference = posts[posts["reference"].notna()]
     pools = {
         "valid2": with_reference[with_reference["comparison_split"] == "valid2"],

@@ -126,6 +126,12 @@ def prompt_template(wildcards):
     return config["prompt"]["template"]
 
 
+def cnndm_template(wildcards):
+    """`prompt.cnndm_template` (CNN/DM articles are scored with it), as a function for the same
+    reason."""
+    return config["prompt"]["cnndm_template"]
+
+
 def reward_model_input(wildcards):
     """The trained reward model's folder when reward_model.kind is train (a hub RM needs none)."""
     if config["reward_model"]["kind"] == "train":

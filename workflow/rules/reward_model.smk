@@ -44,6 +44,7 @@ rule score_completions:
         report=f"{RESULTS}/scored/shards/report.{{scatteritem}}.json",
     params:
         scorer=reward_model_scorer_params(),
+        cnndm_template=cnndm_template,
         on_empty=lookup(dpath="reward_model/on_empty", within=config),
         batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
         device=lookup(dpath="device", within=config),

@@ -13,6 +13,7 @@ scorer = load_scorer(
     device=shard_device(snakemake.params.device, snakemake.wildcards.scatteritem),
     batch_tokens=snakemake.params.batch_tokens,
     on_empty=snakemake.params.on_empty,
+    cnndm_template=snakemake.params.cnndm_template,
 )
 score_completions(
     completions_path=snakemake.input.completions,

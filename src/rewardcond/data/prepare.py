@@ -6,10 +6,24 @@ line) and `datasets/tldr_3_filtered/{train,valid,test}.jsonl` (one post with its
 summary per line). Output, under `out_dir`: `posts.parquet`, `comparisons.parquet`,
 `completions.parquet`, `report.json` and `report.md` (columns in the module constants below).
 
-Every record is validated; a bad one (malformed JSON, missing field, wrong type, `choice` not in
-{0, 1}, unknown split, empty summary, duplicate comparison or post) is an error naming the file,
-the line and the field, or with `on_bad_record="skip"` is skipped and counted in the report.
-Summary texts are stripped and given one leading space, as completions of the prompt's "TL;DR:".
+Every record is validated; a bad one (a line that is not UTF-8, malformed JSON, missing field,
+wrong type, `choice` not in {0, 1}, unknown split, empty summary, duplicate comparison or post,
+text with a lone surrogate) is an error naming the file, the line and the field, or with
+`on_bad_record="skip"` is skipped and counted per reason in the report, so that for every file
+`lines == records + skipped`. Summary texts are stripped and given one leading space, as
+completions of the prompt's "TL;DR:".
+
+What the real files hold and is kept:
+- A comparison whose `info` has no `id` (OpenAI's `edit_b2_eval_test.json`) gets the id of the
+  same post in tldr_3_filtered, or else a content id `sha256:<16 hex>` (see `content_post_id`);
+  the report counts both kinds.
+- `extra` or `extra.confidence` missing or null (confidence NaN), `note` fields (not kept), any
+  policy name (`ref`, human editors), the same pair judged by several workers (separate rows), a
+  post in several batches (its first text kept; differing texts counted), posts of any length
+  (later stages shorten the post body to fit a model).
+- CNN/DailyMail articles (`info.article` and `info.site` instead of `info.post` and
+  `info.subreddit`) are stored in the `post` and `subreddit` columns with `domain` = `cnndm`;
+  every TL;DR row has `domain` = `tldr`, so later stages can keep the two apart.
 """
 
 from __future__ import annotations
@@ -36,7 +50,9 @@ log = logging.getLogger(__name__)
 ON_BAD_RECORD = ("error", "skip")
 COMPARISON_SPLITS = ("train", "valid1", "valid2")
 TLDR_SPLITS = ("train", "valid", "test")
-POST_COLUMNS = ["post_id", "subreddit", "title", "post", "reference", "split", "comparison_split"]
+POST_COLUMNS = [
+    "post_id", "subreddit", "title", "post", "reference", "split", "comparison_split", "domain"
+]  # fmt: skip
 COMPARISON_COLUMNS = [
     "post_id",
     "summary_0",
@@ -48,9 +64,12 @@ COMPARISON_COLUMNS = [
     "worker",
     "batch",
     "confidence",
+    "domain",
 ]
-COMPLETION_COLUMNS = ["completion_id", "post_id", "text", "policy", "source", "split"]
+COMPLETION_COLUMNS = ["completion_id", "post_id", "text", "policy", "source", "split", "domain"]
 MAX_EXAMPLES = 20
+CONTENT_ID_PREFIX = "sha256:"  # Reddit ids are base36 ("t3_2vwp1w"), CNN/DM ids hex: never ':'
+ID_SOURCES = ("tldr_3_filtered", "content_hash")
 
 
 class BadRecordError(ValueError):
@@ -70,6 +89,7 @@ class _FileStats:
     lines: int = 0
     records: int = 0
     skipped: Counter = field(default_factory=Counter)
+    assigned_ids: Counter = field(default_factory=Counter)  # kept records without info.id
 
 
 class _Records:
@@ -101,7 +121,20 @@ class _Records:
             )
 
 
-def _parse(line: str) -> dict:
+def _lines(path: Path, name: str):
+    """(line number, bytes) of a JSON-lines file, with a progress bar."""
+    with open(path, "rb") as handle:
+        yield from enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1)
+
+
+def _parse(raw: bytes) -> dict:
+    """The JSON object of a line. UTF-8 is decoded strictly, line by line, so that a bad byte is
+    an error at its line (json.loads of bytes would let encoded surrogates through)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        message = f"not UTF-8 (byte {raw[error.start]:#04x} at byte {error.start + 1})"
+        raise _Bad("invalid_utf8", None, message) from None
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -110,6 +143,23 @@ def _parse(line: str) -> dict:
     if not isinstance(record, dict):
         raise _Bad("malformed_json", None, f"expected a JSON object, got {type(record).__name__}")
     return record
+
+
+def _check_text(names: tuple[str, ...], values: tuple[str, ...]) -> None:
+    """Refuse a string that UTF-8 (and so Parquet) cannot store: a lone surrogate, which JSON
+    allows (e.g. `\\ud83d`, half of an emoji); the error names the field (`names[i]`)."""
+    if all(map(str.isascii, values)):  # O(1) per string in CPython: the common case stays fast
+        return
+    for name, value in zip(names, values, strict=True):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _Bad(
+                "lone_surrogate",
+                name,
+                f"lone surrogate U+{ord(value[error.start]):04X} at character {error.start + 1} "
+                "(JSON allows it; UTF-8 and Parquet cannot store it)",
+            ) from None
 
 
 def _get(mapping: dict, key: str, kind: type, name: str) -> Any:
@@ -131,61 +181,107 @@ def _summary_text(text: str, name: str) -> str:
     return " " + text
 
 
-def _post_fields(info: dict, prefix: str) -> tuple[str, str, str]:
-    """(subreddit, title, post) of a TL;DR post, or (site, title, article) of a CNN/DM article."""
+def _post_fields(info: dict, prefix: str) -> tuple[str, str, str, str]:
+    """(subreddit, title, post, "tldr") of a TL;DR post, or (site, title, article, "cnndm") of a
+    CNN/DM article (an `info` with `article` and no `post`)."""
     if "post" not in info and "article" in info:
         return (
             _get(info, "site", str, f"{prefix}site"),
             _get(info, "title", str, f"{prefix}title"),
             _get(info, "article", str, f"{prefix}article"),
+            "cnndm",
         )
     return (
         _get(info, "subreddit", str, f"{prefix}subreddit"),
         _get(info, "title", str, f"{prefix}title"),
         _get(info, "post", str, f"{prefix}post"),
+        "tldr",
     )
+
+
+# Names of the text fields that reach a table, in the order `_read_tldr` / `_read_comparisons`
+# check them, per domain.
+TLDR_TEXT_FIELDS = {
+    "tldr": ("id", "subreddit", "title", "post", "summary"),
+    "cnndm": ("id", "site", "title", "article", "summary"),
+}
+COMPARISON_TEXT_FIELDS = {
+    domain: (*(f"info.{name}" for name in names[:4]), "summaries[0].text", "summaries[1].text",
+             "summaries[0].policy", "summaries[1].policy", "worker", "batch")
+    for domain, names in TLDR_TEXT_FIELDS.items()
+}  # fmt: skip
+
+
+def _same_text(text: str) -> str:
+    """How texts are compared when matching posts: whitespace runs (spaces, tabs, newlines) count
+    as one space and leading/trailing whitespace is ignored; case and everything else count."""
+    return " ".join(text.split())
+
+
+def content_post_id(fields: tuple[str, str, str, str]) -> str:
+    """The id of a post that has none: `sha256:` + 16 hex digits of its domain, subreddit (site),
+    title and text, whitespace compared as by `_same_text`. The prefix holds a ':', which no
+    Reddit id (`t3_` + base36) or CNN/DM id (hex) has, so the two kinds never collide."""
+    key = "\x1f".join((fields[3], *(_same_text(text) for text in fields[:3])))
+    # surrogatepass: a text with a lone surrogate gets an id too (and is then refused by field)
+    return CONTENT_ID_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass
 class _Posts:
     """Posts by id, in order of first appearance, with where they were seen."""
 
-    info: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    info: dict[str, tuple[str, str, str, str]] = field(default_factory=dict)
     reference: dict[str, str] = field(default_factory=dict)
     split: dict[str, str] = field(default_factory=dict)
     comparison_splits: dict[str, set[str]] = field(default_factory=dict)
-    conflicts: int = 0
+    conflicts: set[str] = field(default_factory=set)  # posts seen with differing texts
+    _by_text: dict[tuple, str] | None = None
 
-    def see(self, post_id: str, fields: tuple[str, str, str]) -> None:
+    def see(self, post_id: str, fields: tuple[str, str, str, str]) -> None:
         known = self.info.setdefault(post_id, fields)
         if known is not fields and known != fields:
-            self.conflicts += 1
+            self.conflicts.add(post_id)
+
+    def find_id(self, fields: tuple[str, str, str, str]) -> tuple[str, str]:
+        """(id, how) for a post without one: the id of the tldr_3_filtered post with the same
+        subreddit, title and text (compared by `_same_text`; the first in file order if several),
+        else `content_post_id`. Call once every tldr_3_filtered file is read."""
+        if self._by_text is None:  # built on first need (files without ids)
+            self._by_text = {}
+            for post_id in self.split:
+                self._by_text.setdefault(self._text_key(self.info[post_id]), post_id)
+        found = self._by_text.get(self._text_key(fields))
+        return (found, "tldr_3_filtered") if found else (content_post_id(fields), "content_hash")
+
+    @staticmethod
+    def _text_key(fields: tuple[str, str, str, str]) -> tuple:
+        return (fields[3], *(_same_text(text) for text in fields[:3]))
 
 
 def _read_tldr(path: Path, name: str, split: str, posts: _Posts, records: _Records) -> _FileStats:
     stats = _FileStats(name, "posts")
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1):
-            stats.lines += 1
-            try:
-                record = _parse(line)
-                post_id = _get(record, "id", str, "id")
-                fields = _post_fields(record, "")
-                reference = _summary_text(_get(record, "summary", str, "summary"), "summary")
-                if post_id in posts.split:
-                    raise _Bad(
-                        "duplicate_post",
-                        "id",
-                        f"post {post_id!r} already listed in "
-                        f"tldr_3_filtered ({posts.split[post_id]})",
-                    )
-            except _Bad as bad:
-                records.bad(stats, line_no, bad)
-                continue
-            posts.see(post_id, fields)
-            posts.reference[post_id] = reference
-            posts.split[post_id] = split
-            stats.records += 1
+    for line_no, raw in _lines(path, name):
+        stats.lines += 1
+        try:
+            record = _parse(raw)
+            post_id = _get(record, "id", str, "id")
+            fields = _post_fields(record, "")
+            reference = _summary_text(_get(record, "summary", str, "summary"), "summary")
+            _check_text(TLDR_TEXT_FIELDS[fields[3]], (post_id, *fields[:3], reference))
+            if post_id in posts.split:
+                raise _Bad(
+                    "duplicate_post",
+                    "id",
+                    f"post {post_id!r} already listed in tldr_3_filtered ({posts.split[post_id]})",
+                )
+        except _Bad as bad:
+            records.bad(stats, line_no, bad)
+            continue
+        posts.see(post_id, fields)
+        posts.reference[post_id] = reference
+        posts.split[post_id] = split
+        stats.records += 1
     return stats
 
 
@@ -193,79 +289,85 @@ def _read_comparisons(
     path: Path, name: str, posts: _Posts, records: _Records, columns: dict[str, list], seen: set
 ) -> _FileStats:
     stats = _FileStats(name, "comparisons")
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1):
-            stats.lines += 1
-            try:
-                record = _parse(line)
-                info = _get(record, "info", dict, "info")
-                post_id = _get(info, "id", str, "info.id")
-                fields = _post_fields(info, "info.")
-                summaries = _get(record, "summaries", list, "summaries")
-                if len(summaries) != 2:
-                    raise _Bad(
-                        "wrong_type", "summaries", f"expected 2 summaries, got {len(summaries)}"
-                    )
-                texts, policies = [], []
-                for i, summary in enumerate(summaries):
-                    if not isinstance(summary, dict):
-                        raise _Bad("wrong_type", f"summaries[{i}]", "expected an object")
-                    text = _get(summary, "text", str, f"summaries[{i}].text")
-                    texts.append(_summary_text(text, f"summaries[{i}].text"))
-                    policies.append(_get(summary, "policy", str, f"summaries[{i}].policy"))
-                choice = _get(record, "choice", int, "choice")
-                if choice not in (0, 1):
-                    raise _Bad("bad_choice", "choice", f"expected 0 or 1, got {choice}")
-                split = _get(record, "split", str, "split")
-                if split not in COMPARISON_SPLITS:
-                    raise _Bad(
-                        "bad_split", "split", f"expected one of {COMPARISON_SPLITS}, got {split!r}"
-                    )
-                worker = _get(record, "worker", str, "worker")
-                batch = _get(record, "batch", str, "batch")
-                extra = record.get("extra") or {}
-                if not isinstance(extra, dict):
-                    raise _Bad("wrong_type", "extra", f"expected an object or null, got "
-                               f"{type(extra).__name__}")  # fmt: skip
-                confidence = extra.get("confidence")
-                if confidence is not None and (
-                    isinstance(confidence, bool) or not isinstance(confidence, int | float)
-                ):
-                    raise _Bad(
-                        "wrong_type",
-                        "extra.confidence",
-                        f"expected a number or null, got {type(confidence).__name__}",
-                    )
-                key = (post_id, worker, frozenset(zip(policies, texts, strict=True)))
-                if key in seen:
-                    raise _Bad(
-                        "duplicate_comparison",
-                        "summaries",
-                        f"worker {worker!r} already "
-                        f"compared these two summaries of post {post_id!r}",
-                    )
-            except _Bad as bad:
-                records.bad(stats, line_no, bad)
-                continue
-            seen.add(key)
-            posts.see(post_id, fields)
-            posts.comparison_splits.setdefault(post_id, set()).add(split)
-            for column, value in zip(
-                COMPARISON_COLUMNS,
-                (
-                    post_id,
-                    *texts,
-                    *policies,
-                    choice,
-                    split,
-                    worker,
-                    batch,
-                    np.nan if confidence is None else float(confidence),
-                ),
-                strict=True,
+    for line_no, raw in _lines(path, name):
+        stats.lines += 1
+        try:
+            record = _parse(raw)
+            info = _get(record, "info", dict, "info")
+            fields = _post_fields(info, "info.")
+            if info.get("id") in (None, ""):  # OpenAI's edit_b2_eval_test.json has no ids
+                post_id, id_source = posts.find_id(fields)
+            else:
+                post_id, id_source = _get(info, "id", str, "info.id"), None
+            summaries = _get(record, "summaries", list, "summaries")
+            if len(summaries) != 2:
+                raise _Bad("wrong_type", "summaries", f"expected 2 summaries, got {len(summaries)}")
+            texts, policies = [], []
+            for i, summary in enumerate(summaries):
+                if not isinstance(summary, dict):
+                    raise _Bad("wrong_type", f"summaries[{i}]", "expected an object")
+                text = _get(summary, "text", str, f"summaries[{i}].text")
+                texts.append(_summary_text(text, f"summaries[{i}].text"))
+                policies.append(_get(summary, "policy", str, f"summaries[{i}].policy"))
+            choice = _get(record, "choice", int, "choice")
+            if choice not in (0, 1):
+                raise _Bad("bad_choice", "choice", f"expected 0 or 1, got {choice}")
+            split = _get(record, "split", str, "split")
+            if split not in COMPARISON_SPLITS:
+                raise _Bad(
+                    "bad_split", "split", f"expected one of {COMPARISON_SPLITS}, got {split!r}"
+                )
+            worker = _get(record, "worker", str, "worker")
+            batch = _get(record, "batch", str, "batch")
+            extra = record.get("extra") or {}
+            if not isinstance(extra, dict):
+                raise _Bad("wrong_type", "extra", f"expected an object or null, got "
+                           f"{type(extra).__name__}")  # fmt: skip
+            confidence = extra.get("confidence")
+            if confidence is not None and (
+                isinstance(confidence, bool) or not isinstance(confidence, int | float)
             ):
-                columns[column].append(value)
-            stats.records += 1
+                raise _Bad(
+                    "wrong_type",
+                    "extra.confidence",
+                    f"expected a number or null, got {type(confidence).__name__}",
+                )
+            _check_text(
+                COMPARISON_TEXT_FIELDS[fields[3]],
+                (post_id, *fields[:3], *texts, *policies, worker, batch),
+            )
+            key = (post_id, worker, frozenset(zip(policies, texts, strict=True)))
+            if key in seen:
+                raise _Bad(
+                    "duplicate_comparison",
+                    "summaries",
+                    f"worker {worker!r} already compared these two summaries of post {post_id!r}",
+                )
+        except _Bad as bad:
+            records.bad(stats, line_no, bad)
+            continue
+        seen.add(key)
+        if id_source:
+            stats.assigned_ids[id_source] += 1
+        posts.see(post_id, fields)
+        posts.comparison_splits.setdefault(post_id, set()).add(split)
+        for column, value in zip(
+            COMPARISON_COLUMNS,
+            (
+                post_id,
+                *texts,
+                *policies,
+                choice,
+                split,
+                worker,
+                batch,
+                np.nan if confidence is None else float(confidence),
+                fields[3],
+            ),
+            strict=True,
+        ):
+            columns[column].append(value)
+        stats.records += 1
     return stats
 
 
@@ -296,9 +398,13 @@ def prepare(
 ) -> dict[str, Any]:
     """Validate the raw files listed in `raw_dir/manifest.json`; write the tables and a report.
 
-    Returns the report (also written as `report.json` and `report.md`). For a synthetic world the
-    report holds `bayes_optimal_accuracy` per comparison split (from its gold and label
-    temperature) and `gold_label_agreement` (share of labels that prefer the higher gold).
+    Returns the report (also written as `report.json` and `report.md`): per file `lines`,
+    `records` (kept), `skipped` with `skipped_by_reason` (lines = records + skipped) and the ids
+    given to records without one (`id_from_tldr_3_filtered`, `id_from_content_hash`); posts,
+    comparisons and completions by split and by domain. Raises `BadRecordError` (file:line:
+    field) on a bad record with `on_bad_record="error"`. For a synthetic world the report holds
+    `bayes_optimal_accuracy` per comparison split (from its gold and label temperature) and
+    `gold_label_agreement` (share of labels that prefer the higher gold).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     records = _Records(on_bad_record)
@@ -333,6 +439,7 @@ def prepare(
         "reference": [posts.reference.get(i) for i in ids],
         "split": [posts.split.get(i) for i in ids],
         "comparison_split": [_most_held_out(posts.comparison_splits.get(i)) for i in ids],
+        "domain": [posts.info[i][3] for i in ids],
     }
     completions = _completions(columns, posts)
 
@@ -351,7 +458,7 @@ def prepare(
 
 SCHEMA = {"choice": pa.int64(), "confidence": pa.float64()}  # every other column is a string
 DICTIONARY_COLUMNS = ["subreddit", "split", "comparison_split", "policy", "policy_0", "policy_1",
-                      "source", "worker", "batch"]
+                      "source", "worker", "batch", "domain"]
 
 
 def _write_table(path: Path, columns: dict[str, list]) -> None:
@@ -383,6 +490,7 @@ def _completions(columns: dict[str, list], posts: _Posts) -> dict[str, list]:
         "policy": [key[1] for key in rows],
         "source": [value[0] for value in rows.values()],
         "split": [value[1] for value in rows.values()],
+        "domain": [posts.info[key[0]][3] for key in rows],
     }
 
 
@@ -406,6 +514,7 @@ def _report(
                 "records": s.records,
                 "skipped": int(sum(s.skipped.values())),
                 "skipped_by_reason": dict(s.skipped),
+                **{f"id_from_{how}": s.assigned_ids[how] for how in ID_SOURCES},
             }
             for s in stats
         ],
@@ -413,14 +522,20 @@ def _report(
         "posts": len(post_columns["post_id"]),
         "posts_by_split": _counts(post_columns["split"]),
         "posts_by_comparison_split": _counts(post_columns["comparison_split"]),
-        "posts_with_conflicting_text": posts.conflicts,
+        "posts_with_conflicting_text": len(posts.conflicts),
         "posts_in_several_comparison_splits": sum(
             len(s) > 1 for s in posts.comparison_splits.values()
         ),
+        "posts_by_domain": _counts(post_columns["domain"]),
         "comparisons": len(comparisons["post_id"]),
         "comparisons_by_split": _counts(comparisons["split"]),
+        "comparisons_by_domain": _counts(comparisons["domain"]),
+        "comparisons_without_id": {
+            how: sum(s.assigned_ids[how] for s in stats) for how in ID_SOURCES
+        },
         "completions": len(completions["completion_id"]),
         "completions_by_source": _counts(completions["source"]),
+        "completions_by_domain": _counts(completions["domain"]),
         "policies": _counts(completions["policy"]),
     }
     if "world" in manifest:
@@ -465,8 +580,15 @@ def _report_markdown(report: dict[str, Any]) -> str:
         "",
         f"- posts: {report['posts']} by split {report['posts_by_split']}, by comparison split "
         f"{report['posts_by_comparison_split']}",
-        f"- comparisons: {report['comparisons']} by split {report['comparisons_by_split']}",
-        f"- completions: {report['completions']} by source {report['completions_by_source']}",
+        f"- comparisons: {report['comparisons']} by split {report['comparisons_by_split']}, "
+        f"by domain {report['comparisons_by_domain']}",
+        f"- completions: {report['completions']} by source {report['completions_by_source']}, "
+        f"by domain {report['completions_by_domain']}",
+        f"- posts by domain (tldr: Reddit TL;DR; cnndm: CNN/DailyMail): "
+        f"{report['posts_by_domain']}",
+        f"- comparisons without `info.id`, given the id of the same tldr_3_filtered post: "
+        f"{report['comparisons_without_id']['tldr_3_filtered']}; given a content id "
+        f"(`{CONTENT_ID_PREFIX}...`): {report['comparisons_without_id']['content_hash']}",
         f"- posts whose text differs between files (first kept): "
         f"{report['posts_with_conflicting_text']}",
         f"- posts compared in several splits (counted as the most held-out): "
