@@ -68,3 +68,32 @@ def test_demo_config_is_the_default_synthetic_world():
     validate(config, schema=SCHEMA)
     assert config["data"]["source"] == "synthetic"
     assert demo["synthetic"] == asdict(WorldConfig())
+
+
+def dry_run_download(tmp_path, data):
+    """`snakemake -n -p` of the download rule with `data` layered over the real config."""
+    import subprocess
+    import sys
+
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump({"data": data}))
+    command = [sys.executable, "-m", "snakemake", "data/raw/openai/manifest.json", "-n"]
+    command += ["--cores", "1", "--forceall", "--configfile", "workflow/config/config.yaml"]
+    command += [str(tmp_path / "overlay.yaml")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_an_overlay_that_trims_the_files_keeps_only_their_digests(tmp_path):
+    """An overlay cannot remove the default config's `data.sha256` keys (configs merge deeply):
+    the download gets the digests of the files it fetches, and a typo in a name is an error."""
+    files = ["dataset/comparisons/batch3.json", "datasets/tldr_3_filtered/train.jsonl"]
+    code, output = dry_run_download(tmp_path, {"files": files})
+    assert code == 0, output[-3000:]
+    code, output = dry_run_download(
+        tmp_path, {"sha256": {"dataset/comparisons/batch99.json": "0" * 64}}
+    )
+    assert code != 0
+    assert (
+        "data.sha256 names files that are neither in data.files, data.cnndm_files nor OpenAI's "
+        "files as the schema lists them: ['dataset/comparisons/batch99.json']"
+    ) in output

@@ -16,6 +16,9 @@ def config_schema_module():
     return loaded
 
 
+SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
+
+
 def config_sources():
     """Where the config came from, in merge order: the Snakefile's `configfile:`, each
     `--configfile`, then `--config` when given (named in a validation error)."""
@@ -37,7 +40,7 @@ def shown_path(path):
 if not workflow.modifier.skip_validation:
     config_schema_module().validate_config(
         config,
-        shown_path(Path(workflow.current_basedir, "../schemas/config.schema.yaml")),
+        shown_path(Path(workflow.basedir, SCHEMA_FILE)),
         sources=config_sources(),
     )
 
@@ -67,6 +70,25 @@ def data_files():
     """The raw files to download: the TL;DR files, plus the CNN/DM ones when enabled."""
     data = config["data"]
     return data["files"] + (data["cnndm_files"] if data["include_cnndm"] else [])
+
+
+def data_sha256():
+    """The `data.sha256` digests of the files downloaded. A digest of a known file that this run
+    does not download (an overlay that trims `data.files` cannot remove the default config's
+    keys) is not needed; a name that is no file of `data.files` or `data.cnndm_files` is a typo
+    and an error."""
+    data = config["data"]
+    schema = config_schema_module().load_schema(Path(workflow.basedir, SCHEMA_FILE))
+    defaults = schema["properties"]["data"]["properties"]
+    known = {*data["files"], *data["cnndm_files"]}
+    known |= {*defaults["files"]["default"], *defaults["cnndm_files"]["default"]}
+    unknown = sorted(set(data["sha256"]) - known)
+    if unknown:
+        raise ValueError(
+            f"data.sha256 names files that are neither in data.files, data.cnndm_files nor "
+            f"OpenAI's files as the schema lists them: {unknown}"
+        )
+    return {name: data["sha256"][name] for name in data_files() if name in data["sha256"]}
 
 
 def all_outputs():

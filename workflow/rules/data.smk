@@ -10,7 +10,7 @@ rule download:
     params:
         base_url=config["data"]["base_url"],
         files=data_files(),
-        sha256=config["data"]["sha256"],
+        sha256=data_sha256(),
         timeout=config["data"]["timeout_s"],
         retries=config["data"]["retries"],
         backoff=config["data"]["backoff_s"],
