@@ -447,25 +447,45 @@ def prepare(
     _write_table(out_dir / "posts.parquet", post_columns)
     _write_table(out_dir / "comparisons.parquet", columns)
     _write_table(out_dir / "completions.parquet", completions)
-    report = _report(manifest, raw_dir, on_bad_record, stats, records, posts, post_columns,
-                     columns, completions)
+    report = _report(
+        manifest, raw_dir, on_bad_record, stats, records, posts, post_columns, columns, completions
+    )
     write_json(out_dir / "report.json", report)
     write_text(out_dir / "report.md", _report_markdown(report))
-    log.info("prepared %d posts, %d comparisons, %d completions into %s", report["posts"],
-             report["comparisons"], report["completions"], out_dir)
+    log.info(
+        "prepared %d posts, %d comparisons, %d completions into %s",
+        report["posts"],
+        report["comparisons"],
+        report["completions"],
+        out_dir,
+    )
     return report
 
 
 SCHEMA = {"choice": pa.int64(), "confidence": pa.float64()}  # every other column is a string
-DICTIONARY_COLUMNS = ["subreddit", "split", "comparison_split", "policy", "policy_0", "policy_1",
-                      "source", "worker", "batch", "domain"]
+DICTIONARY_COLUMNS = [
+    "subreddit",
+    "split",
+    "comparison_split",
+    "policy",
+    "policy_0",
+    "policy_1",
+    "source",
+    "worker",
+    "batch",
+    "domain",
+]
 
 
 def _write_table(path: Path, columns: dict[str, list]) -> None:
     """Write columns of Python values as Parquet, atomically; straight to Arrow (no pandas),
     which is several times faster for the long texts."""
-    table = pa.table({name: pa.array(values, type=SCHEMA.get(name, pa.string()))
-                      for name, values in columns.items()})
+    table = pa.table(
+        {
+            name: pa.array(values, type=SCHEMA.get(name, pa.string()))
+            for name, values in columns.items()
+        }
+    )
     dictionary = [name for name in DICTIONARY_COLUMNS if name in columns]
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, use_dictionary=dictionary)
@@ -477,7 +497,10 @@ def _completions(columns: dict[str, list], posts: _Posts) -> dict[str, list]:
     rows: dict[tuple[str, str, str], tuple[str, str]] = {}
     for i in (0, 1):
         for post_id, text, policy, split in zip(
-            columns["post_id"], columns[f"summary_{i}"], columns[f"policy_{i}"], columns["split"],
+            columns["post_id"],
+            columns[f"summary_{i}"],
+            columns[f"policy_{i}"],
+            columns["split"],
             strict=True,
         ):
             rows.setdefault((post_id, policy, text), ("comparison", split))
