@@ -78,6 +78,7 @@ rule generate_best_of_n:
             "scalers",
             "generate",
             "scoring",
+            "hub",
             "reward_model",
             *METHOD_MODULES,
         ),
@@ -94,7 +95,9 @@ rule generate_best_of_n:
         on_empty=config["reward_model"]["on_empty"],
         seed=config["seed"],
         device=config["device"],
-    threads: workflow.cores
+    # One thread locally (a GPU does the work; the demo's tiny models gain nothing from more); a
+    # cluster profile sets its own (`set-threads`), which the job gets as --cpus-per-task.
+    threads: 1
     resources:
         gpu=gpus(),
     conda:
