@@ -435,14 +435,18 @@ def test_readme_command_runs_the_network_rules_and_merges_on_the_login_node(subm
 
 
 def test_readme_command_records_the_sbatch_lines(submission):
-    """Prints the recorded sbatch lines of train, one score shard and evaluate (pytest -s)."""
+    """The sbatch lines of train, one score shard, evaluate and prepare as README shows them
+    (from the account on: job name, log, comment and work directory left out; pytest -s)."""
     _, _, sbatch, _ = submission
     shown = {}
     for call in sbatch:
         rule = call["target"].partition(":")[0]
-        if rule in ("train", "score_completions", "evaluate") and rule not in shown:
-            shown[rule] = "sbatch " + shlex.join(call["flags"]) + " --wrap=..."
-    assert sorted(shown) == ["evaluate", "score_completions", "train"]
+        if rule in ("train", "score_completions", "evaluate", "prepare") and rule not in shown:
+            flags = call["flags"]
+            print(f"\n{call['target']}: sbatch {shlex.join(flags)} --wrap=...")
+            shown[rule] = "sbatch " + shlex.join(flags[flags.index("-A") :])
+            shown[rule] = shown[rule].replace(" -D " + flags[flags.index("-D") + 1], "")
+    readme = (ROOT / "README.md").read_text()
     for rule, line in shown.items():
-        print(f"\n{rule}: {line}")
-        assert "--cpus-per-task=" in line and "--mem " in line and " -t " in line
+        assert re.search(rf"^{rule}: +{re.escape(line)}$", readme, re.MULTILINE), line
+    assert sorted(shown) == ["evaluate", "prepare", "score_completions", "train"]
