@@ -20,8 +20,8 @@ rule evaluate:
         on_empty=lookup(dpath="evaluate/on_empty", within=config),
         device=lookup(dpath="device", within=config),
         use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
-    # One thread locally (a GPU does the work; the demo's tiny models gain nothing from more); a
-    # cluster profile sets its own (`set-threads`), which the job gets as --cpus-per-task.
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
     threads: 1
     resources:
         gpu=gpus(),
@@ -47,8 +47,8 @@ rule score_references:
         scorer=reward_model_scorer_params(),
         batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
         device=lookup(dpath="device", within=config),
-    # One thread locally (a GPU does the work; the demo's tiny models gain nothing from more); a
-    # cluster profile sets its own (`set-threads`), which the job gets as --cpus-per-task.
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
     threads: 1
     resources:
         gpu=gpus(),

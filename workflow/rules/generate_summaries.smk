@@ -95,8 +95,8 @@ rule generate_best_of_n:
         on_empty=config["reward_model"]["on_empty"],
         seed=config["seed"],
         device=config["device"],
-    # One thread locally (a GPU does the work; the demo's tiny models gain nothing from more); a
-    # cluster profile sets its own (`set-threads`), which the job gets as --cpus-per-task.
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
     threads: 1
     resources:
         gpu=gpus(),
