@@ -81,7 +81,7 @@ def test_cached_reward_model_loads_in_under_a_second_without_asking_the_hub(
     assert requests == []
     assert identity == f"{HUB_ID}@{REVISION}"
     assert seconds < 1.0
-    assert len(rest) == 1 and float(rest[0]) == pytest.approx(float(rest[0]))  # a finite score
+    assert len(rest) == 1 and np.isfinite(float(rest[0]))  # it scores
 
 
 @pytest.fixture

@@ -376,6 +376,11 @@ def submission(tmp_path_factory):
     assert re.search(r"(\d+) of \1 steps \(100%\) done", output), output[-3000:]
     sbatch = [json.loads(line) for line in (state / "sbatch.jsonl").read_text().splitlines()]
     calls = (state / "calls.log").read_text().splitlines()
+    # Finished: run again, nothing is left to do (the hard-linked hub model counts as current).
+    again = subprocess.run(
+        [*command, "-n"], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]
     return planned, parse_jobs(output), sbatch, calls
 
 
