@@ -23,6 +23,7 @@ from rewardcond.hub import (
     DEMO_COMMAND,
     MANIFEST,
     HubModelUnavailableError,
+    local_snapshot,
     materialise_hub_model,
     open_hub_model,
 )
@@ -170,3 +171,13 @@ def test_download_hub_model_refuses_a_snapshot_without_weights(tmp_path, hub, ca
 def test_a_hub_model_needs_a_pinned_revision():
     with pytest.raises(ValueError, match="model 'org/model': pin a revision"):
         open_hub_model("org/model", None)
+
+
+def test_a_hub_that_never_answers_is_given_up_after_the_time_out(hub, monkeypatch):
+    # A name lookup or proxy that hangs: the request itself never returns.
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda *a, **k: time.sleep(30))
+    hub("http://hub.invalid")
+    start = time.perf_counter()
+    with pytest.raises(HubModelUnavailableError, match=r"failed \(no answer within 0\.5 s\)"):
+        local_snapshot(HUB_ID, REVISION, what="judge", timeout_s=0.5)
+    assert time.perf_counter() - start < 2
