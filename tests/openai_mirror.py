@@ -217,7 +217,7 @@ def build_mirror(files: Sequence[str], *, n_posts: int = 60, seed: int = 0) -> M
     """Real-layout contents for every name in `files` (comparison batches, edit_b2_eval_test,
     tldr_3_filtered splits), with the quirks described in the module docstring."""
     rng = random.Random(seed)
-    posts = make_posts(n_posts, rng, long_posts=(5, 8))
+    posts = make_posts(n_posts, rng, long_posts=(5, 9))
     batches = [n for n in files if n.startswith(COMPARISONS) and n != EDIT_FILE]
     lines: dict[str, list[dict]] = {name: [] for name in files if name.startswith(COMPARISONS)}
     split_of = {"train": "train", "valid": "valid1", "test": "valid2"}
