@@ -10,7 +10,7 @@ from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targe
 
 from rewardcond.artifacts import write_parquet
 from rewardcond.evaluation import MIN_PROMPTS, BootstrapSettings, best_targets, combine, spearman
-from rewardcond.report import PLOTS, TABLES, build_tables, publish, verdict_lines
+from rewardcond.report import NO_GOLD, PLOTS, TABLES, build_tables, publish, verdict_lines
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
 SUMMARY_COLUMNS = [
@@ -189,11 +189,71 @@ def test_overoptimisation_sentence_only_when_proxy_rises_and_gold_falls(slope, e
     assert checked.endswith(": text.") if expected else checked.endswith(": scalar, text.")
 
 
-def test_world_without_gold_says_so():
+def test_world_without_gold_says_so_once_and_names_no_gold_metric():
     lines = verdict_lines(tables_for(with_gold=False), 0.95, "scalar")
-    assert "No gold reward: no method has a value for it in this run." in lines
+    assert lines[0] == NO_GOLD
+    assert not any("gold" in line.lower() for line in lines)
     assert not any("over-optimisation" in line.lower() for line in lines)
-    assert not any(line.startswith("Proxy and gold") for line in lines)
+    assert any(line.startswith("Highest win rate against the reference under the reward model")
+               for line in lines)  # fmt: skip
+
+
+def publish_world(tmp_path, *, with_gold=True, setup=None):
+    """Publish the small evaluated world under tmp_path/results; returns the tables."""
+    frames, references = make_world(with_gold=with_gold)
+    paths = []
+    for frame in frames:
+        path = tmp_path / "evaluated" / f"{frame['method'].iloc[0]}.parquet"
+        write_parquet(path, frame)
+        paths.append(path)
+    write_parquet(tmp_path / "evaluated" / "references.parquet", references)
+    write_targets(tmp_path / "targets.json")
+    return publish(
+        evaluated=paths,
+        references=tmp_path / "evaluated" / "references.parquet",
+        targets=tmp_path / "targets.json",
+        results=tmp_path / "results",
+        benchmarks=tmp_path / "benchmarks",
+        setup=setup,
+        n_resamples=100,
+        seed=3,
+        main_method="scalar",
+    )
+
+
+def test_report_of_a_run_without_gold_mentions_no_gold_and_names_the_pretrained_rm(tmp_path):
+    # Real data: no gold function. The tables keep their (empty) gold columns; the REPORT
+    # neither shows empty gold columns nor claims a gold figure, and names the hub RM it used.
+    setup = {
+        "run": "real",
+        "data": {"source": "openai"},
+        "base_models": {"gpt2": {"source": "hub", "hub_id": "openai-community/gpt2"}},
+        "reward_model": {
+            "kind": "pretrained",
+            "pretrained": {"hub_id": "org/rm", "revision": "a" * 40},
+            "train": {"base": "gpt2"},
+        },
+    }
+    publish_world(tmp_path, with_gold=False, setup=setup)
+    results = tmp_path / "results"
+    report = (results / "REPORT.md").read_text()
+    assert [line for line in report.splitlines() if "gold" in line.lower()] == []
+    assert f"- {NO_GOLD}\n" in report
+    assert f"reward model: pretrained `org/rm` at revision {'a' * 40}." in report
+    summary = pd.read_csv(results / "tables" / "summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert summary[["gold_reward_mean", "winrate_gold"]].isna().all().all()
+
+
+def test_report_names_the_trained_reward_model_when_the_run_trains_one(tmp_path):
+    setup = {"run": "x", "base_models": {"gpt2": {"source": "hub"}},
+             "reward_model": {"kind": "train", "pretrained": {"hub_id": "org/rm"}}}  # fmt: skip
+    publish_world(tmp_path, setup=setup)
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "reward model: the run's trained reward model (`reward_model/model/manifest.json`)" in (
+        report
+    )
+    assert "org/rm" not in report.split("## Resolved configuration")[0]
 
 
 def test_publish_writes_tables_plots_and_report(tmp_path):
