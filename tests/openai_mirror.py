@@ -18,9 +18,8 @@ What the real files hold and a parser may assume away is written too (each by a 
 emit it): `note` strings, `extra` null or missing, `confidence` null, `ref` and human-editor
 policies, the same pair judged by several workers, a post that appears in several batches,
 comparison posts that `tldr_3_filtered` lacks, and a post longer than any model's context.
-Two quirks still crash `prepare` (issue 14 section 1, being fixed on another branch): records of
-`edit_b2_eval_test.json` without `info.id`, and a lone surrogate (`\\ud83d`, half of an emoji)
-in a summary. They are written only when `QUIRKS` is True.
+So are the records of `edit_b2_eval_test.json` without `info.id` and a lone surrogate
+(`\\ud83d`, half of an emoji) in a summary: `prepare` keeps both (issue 14 section 1).
 
 `MirrorServer` serves the folder over HTTP on 127.0.0.1 (Content-Length, no Range: a download
 that completes on the first attempt never asks for one).
@@ -38,9 +37,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-# Turn on once `prepare` handles records without info.id and lone surrogates (issue 14 §1).
-QUIRKS = False
 
 PREFIX = "summarize-from-feedback"
 COMPARISONS = "dataset/comparisons/"
@@ -257,9 +253,8 @@ def build_mirror(files: Sequence[str], *, n_posts: int = 60, seed: int = 0) -> M
                 lines[batch].append(
                     comparison_record(post, pair, 1 - choice, batch=name, **options)
                 )
-    if QUIRKS:
-        record = lines[batches[0]][0]
-        record["summaries"][0]["text"] = lone_surrogate(record["summaries"][0]["text"])
+    record = lines[batches[0]][0]  # half of an emoji in a summary
+    record["summaries"][0]["text"] = lone_surrogate(record["summaries"][0]["text"])
     if EDIT_FILE in lines:
         edited = [p for p in posts if p.split == "test"][:5]
         for i, post in enumerate(edited):
@@ -275,7 +270,7 @@ def build_mirror(files: Sequence[str], *, n_posts: int = 60, seed: int = 0) -> M
                     worker=workers[i % len(workers)],
                     batch="edit_b2_eval_test",
                     split="valid2",
-                    with_id=not QUIRKS,
+                    with_id=False,  # as OpenAI's file: info has post, title, subreddit
                 )
             )
     contents = {name: dump_lines(records) for name, records in lines.items()}

@@ -1,11 +1,10 @@
 """The rehearsal's mirror (tests/openai_mirror.py) writes OpenAI's layout with the quirks the real
-files have, and the two quirks `prepare` cannot take yet only behind `QUIRKS`."""
+files have, the records without `info.id` and the lone surrogate included."""
 
 import json
 from pathlib import Path
 
 import openai_mirror
-import pytest
 import yaml
 from openai_mirror import EDIT_FILE, VALID_ONLY, build_mirror
 
@@ -52,12 +51,10 @@ def test_every_default_file_in_the_real_layout_with_the_known_quirks():
     assert {r["info"]["id"] for r in all_records if "id" in r["info"]} - tldr_ids  # not in tldr
 
 
-@pytest.mark.parametrize("quirks", [False, True])
-def test_missing_ids_and_lone_surrogates_only_with_quirks(monkeypatch, quirks):
-    monkeypatch.setattr(openai_mirror, "QUIRKS", quirks)
+def test_missing_ids_and_lone_surrogates_are_written():
     mirror = build_mirror(FILES)
     edits = records(mirror, EDIT_FILE)
     assert len(edits) == 5
-    assert all(("id" in r["info"]) is not quirks for r in edits)
+    assert not any("id" in r["info"] for r in edits)
     raw = b"".join(data for name, data in mirror.files.items() if name != EDIT_FILE)
-    assert (b"\\ud83d" in raw) is quirks
+    assert raw.count(b"\\ud83d") == 1

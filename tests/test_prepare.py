@@ -87,9 +87,10 @@ def test_real_format_tables_follow_the_contract(tmp_path):
     assert report["files"] == [
         {"file": "datasets/tldr_3_filtered/train.jsonl", "kind": "posts", "lines": 1,
          "records": 1, "skipped": 0, "skipped_by_reason": {}, "id_from_tldr_3_filtered": 0,
-         "id_from_content_hash": 0},
+         "id_from_content_hash": 0, "repaired_lone_surrogates": 0},
         {"file": BATCH, "kind": "comparisons", "lines": 3, "records": 3, "skipped": 0,
-         "skipped_by_reason": {}, "id_from_tldr_3_filtered": 0, "id_from_content_hash": 0},
+         "skipped_by_reason": {}, "id_from_tldr_3_filtered": 0, "id_from_content_hash": 0,
+             "repaired_lone_surrogates": 0},
     ]  # fmt: skip
     assert (comparisons["domain"] == "tldr").all() and (completions["domain"] == "tldr").all()
     assert (report["posts"], report["comparisons"], report["completions"]) == (2, 3, 5)
@@ -128,7 +129,7 @@ def test_bad_record_is_an_error_naming_file_line_and_field(tmp_path, case):
     line, field, message, reason = BAD_LINES[case]
     raw = write_raw(tmp_path / "raw", {BATCH: [COMPARISON, line]})
     with pytest.raises(BadRecordError) as error:
-        prepare(raw, tmp_path / "out")
+        prepare(raw, tmp_path / "out", lone_surrogates="bad_record")
     text = str(error.value)
     where = f"{BATCH}:2: field {field!r}: " if field else f"{BATCH}:2: "
     assert text.startswith(where)
@@ -146,7 +147,7 @@ def test_skip_counts_every_bad_record_and_keeps_the_good(tmp_path):
             BATCH: lines,
         },
     )  # fmt: skip
-    report = prepare(raw, tmp_path / "out", on_bad_record="skip")
+    report = prepare(raw, tmp_path / "out", on_bad_record="skip", lone_surrogates="bad_record")
     tldr, batch = report["files"]
     assert (tldr["lines"], tldr["records"], tldr["skipped"]) == (3, 1, 2)
     assert tldr["skipped_by_reason"] == {"empty_summary": 1, "duplicate_post": 1}
@@ -312,13 +313,37 @@ def test_lone_surrogate_in_any_stored_text_is_refused_by_file_line_and_field(tmp
     good = COMPARISON if name == BATCH else {**TLDR_POST, "id": "t3_good"}
     raw = write_raw(tmp_path / "raw", {name: [good, record]})
     with pytest.raises(BadRecordError) as error:
-        prepare(raw, tmp_path / "out")
+        prepare(raw, tmp_path / "out", lone_surrogates="bad_record")
     assert str(error.value).startswith(f"{name}:2: field {field!r}: lone surrogate U+")
     assert "UTF-8 and Parquet cannot store it) [lone_surrogate]" in str(error.value)
-    report = prepare(raw, tmp_path / "skip", on_bad_record="skip")
+    report = prepare(raw, tmp_path / "skip", on_bad_record="skip", lone_surrogates="bad_record")
     assert report["files"][0]["skipped_by_reason"] == {"lone_surrogate": 1}
     assert report["files"][0]["records"] == 1
     assert report["skipped_examples"][0]["field"] == field
+
+
+@pytest.mark.parametrize("case", range(len(TEXT_FIELDS)))
+def test_lone_surrogate_is_replaced_and_the_record_kept_by_default(tmp_path, case):
+    """The default (`data.lone_surrogates: replace`): U+FFFD takes the surrogate's place, the
+    record is kept, and the report counts it with file, line and field."""
+    name, record, field = TEXT_FIELDS[case]
+    # first, so that its post text is the one kept; the good one is another worker's judgement
+    good = comparison(worker="another") if name == BATCH else {**TLDR_POST, "id": "t3_good"}
+    raw = write_raw(tmp_path / "raw", {name: [record, good]})
+    report = prepare(raw, tmp_path / "out")
+    entry = report["files"][0]
+    assert (entry["lines"], entry["records"], entry["skipped"]) == (2, 2, 0)
+    assert entry["repaired_lone_surrogates"] == 1
+    example = report["repaired_examples"][0]
+    assert (example["file"], example["line"]) == (name, 1)
+    assert example["fields"] == field
+    tables = [pd.read_parquet(tmp_path / f"out/{t}.parquet") for t in ("posts", "comparisons")]
+    stored = "".join(str(v) for table in tables for v in table.to_numpy().ravel())
+    assert "\ufffd" in stored
+    assert (
+        "Kept records with lone surrogates replaced by U+FFFD"
+        in (tmp_path / "out/report.md").read_text()
+    )
 
 
 @pytest.mark.parametrize(
@@ -456,7 +481,7 @@ def test_real_layout_counts_add_up_in_skip_mode(tmp_path):
     """With the invalid lines too: every input line is kept or skipped under a named reason,
     per file, and the kept rows are those of error mode."""
     raw = write_raw(tmp_path / "raw", with_invalid_lines(quirk_files()))
-    report = prepare(raw, tmp_path / "out", on_bad_record="skip")
+    report = prepare(raw, tmp_path / "out", on_bad_record="skip", lone_surrogates="bad_record")
     for entry in report["files"]:
         lines, records = QUIRK_FILE_COUNTS[entry["file"]]
         skips = QUIRK_SKIPS.get(entry["file"], {})
@@ -481,7 +506,7 @@ def test_real_layout_invalid_line_is_an_error_naming_file_line_and_field(tmp_pat
     files[name] = [*files[name], line]
     raw = write_raw(tmp_path / "raw", files)
     with pytest.raises(BadRecordError) as error:
-        prepare(raw, tmp_path / "out")
+        prepare(raw, tmp_path / "out", lone_surrogates="bad_record")
     where = f"{name}:{len(files[name])}: " + (f"field {field!r}: " if field else "")
     assert str(error.value).startswith(where) and f"[{reason}]" in str(error.value)
 
@@ -521,3 +546,17 @@ def test_synthetic_world_reports_bayes_optimal_accuracy(tmp_path):
     assert "## Synthetic world" in (tmp_path / "out/report.md").read_text()
     posts = pd.read_parquet(tmp_path / "out/posts.parquet")
     assert posts["reference"].notna().all() and posts["split"].notna().all()
+
+
+def test_a_whole_emoji_written_as_a_surrogate_pair_is_kept_as_it_is(tmp_path):
+    """`\\ud83d\\ude00` is one character (😀) once parsed: nothing to repair, nothing counted."""
+    raw = write_raw(tmp_path / "raw", {BATCH: [comparison(**{"info.post": "fine \U0001f600"})]})
+    text = (raw / BATCH).read_text()
+    (raw / BATCH).write_text(text.replace("\U0001f600", "\\ud83d\\ude00"))
+    manifest = json.loads((raw / "manifest.json").read_text())
+    manifest["files"][BATCH] = {"size": (raw / BATCH).stat().st_size}
+    (raw / "manifest.json").write_text(json.dumps(manifest))
+    report = prepare(raw, tmp_path / "out")
+    assert report["files"][0]["repaired_lone_surrogates"] == 0
+    posts = pd.read_parquet(tmp_path / "out/posts.parquet")
+    assert posts["post"].tolist() == ["fine \U0001f600"]

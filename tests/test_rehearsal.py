@@ -26,12 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-import openai_mirror
 import pandas as pd
 import pytest
 import yaml
 from hub_cache import DEBERTA_RM_ID, GPT2_ID, populate_default_hub_cache
-from openai_mirror import MirrorServer, build_mirror, write_mirror
+from openai_mirror import EDIT_FILE, MirrorServer, build_mirror, write_mirror
 
 from rewardcond.artifacts import sha256_file
 
@@ -237,16 +236,15 @@ def test_default_config_with_the_pretrained_reward_model(rehearsal):
 
     report = json.loads((workdir / "data/prepared/openai/report.json").read_text())
     by_file = {entry["file"]: entry for entry in report["files"]}
-    # Every record served is kept or skipped under a named reason; without the quirks that
-    # prepare cannot take yet, every one is kept.
+    # Every record served is kept: the records of edit_b2_eval_test without info.id get the id of
+    # their tldr_3_filtered post, and the summary with half an emoji is kept with U+FFFD.
     for name, records in mirror.comparisons.items():
         entry = by_file[name]
-        assert entry["lines"] == records, name
-        assert entry["records"] + entry["skipped"] == records, name
-        assert entry["skipped"] == sum(entry["skipped_by_reason"].values()), name
-    if not openai_mirror.QUIRKS:
-        assert sum(entry["skipped"] for entry in report["files"]) == 0
-        assert report["comparisons"] == sum(mirror.comparisons.values())
+        assert (entry["lines"], entry["records"], entry["skipped"]) == (records, records, 0), name
+    assert sum(entry["skipped"] for entry in report["files"]) == 0
+    assert report["comparisons"] == sum(mirror.comparisons.values())
+    assert by_file[EDIT_FILE]["id_from_tldr_3_filtered"] == mirror.comparisons[EDIT_FILE]
+    assert sum(entry["repaired_lone_surrogates"] for entry in report["files"]) == 1
 
     base = json.loads((workdir / "data/models/gpt2/manifest.json").read_text())
     assert base["from_cache"] is True

@@ -61,6 +61,7 @@ rule prepare:
         report_md="data/prepared/{source}/report.md",
     params:
         on_bad_record=config["data"]["on_bad_record"],
+        lone_surrogates=config["data"]["lone_surrogates"],
     wildcard_constraints:
         source="openai|synthetic",
     log:

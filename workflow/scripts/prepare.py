@@ -10,4 +10,5 @@ prepare(
     Path(snakemake.input.manifest).parent,
     Path(snakemake.output.report).parent,
     on_bad_record=snakemake.params.on_bad_record,
+    lone_surrogates=snakemake.params.lone_surrogates,
 )

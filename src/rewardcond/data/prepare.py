@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from rewardcond.artifacts import atomic_path, sha256_file, write_json, write_tex
 log = logging.getLogger(__name__)
 
 ON_BAD_RECORD = ("error", "skip")
+LONE_SURROGATES = ("replace", "bad_record")
 COMPARISON_SPLITS = ("train", "valid1", "valid2")
 TLDR_SPLITS = ("train", "valid", "test")
 POST_COLUMNS = [
@@ -90,16 +92,31 @@ class _FileStats:
     records: int = 0
     skipped: Counter = field(default_factory=Counter)
     assigned_ids: Counter = field(default_factory=Counter)  # kept records without info.id
+    repaired: int = 0  # kept records with a lone surrogate replaced by U+FFFD
 
 
 class _Records:
     """Routes bad records to an error or to the skip counts, and keeps a few examples."""
 
-    def __init__(self, on_bad_record: str):
+    def __init__(self, on_bad_record: str, lone_surrogates: str = "replace"):
         if on_bad_record not in ON_BAD_RECORD:
             raise ValueError(f"on_bad_record={on_bad_record!r}; expected one of {ON_BAD_RECORD}")
+        if lone_surrogates not in LONE_SURROGATES:
+            raise ValueError(
+                f"lone_surrogates={lone_surrogates!r}; expected one of {LONE_SURROGATES}"
+            )
         self.on_bad_record = on_bad_record
+        self.repair_surrogates = lone_surrogates == "replace"
         self.examples: list[dict[str, Any]] = []
+        self.repaired_examples: list[dict[str, Any]] = []
+
+    def repaired(self, stats: _FileStats, line_no: int, fields: list[str]) -> None:
+        """Count a kept record whose lone surrogates were replaced, and keep a few examples."""
+        stats.repaired += 1
+        if len(self.repaired_examples) < MAX_EXAMPLES:
+            self.repaired_examples.append(
+                {"file": stats.file, "line": line_no, "fields": ", ".join(fields)}
+            )
 
     def bad(self, stats: _FileStats, line_no: int, bad: _Bad) -> None:
         where = f"{stats.file}:{line_no}" + (f": field {bad.field!r}" if bad.field else "")
@@ -127,9 +144,34 @@ def _lines(path: Path, name: str):
         yield from enumerate(tqdm(handle, desc=name, unit=" lines", leave=False), 1)
 
 
-def _parse(raw: bytes) -> dict:
-    """The JSON object of a line. UTF-8 is decoded strictly, line by line, so that a bad byte is
-    an error at its line (json.loads of bytes would let encoded surrogates through)."""
+# A JSON escape of a UTF-16 surrogate (`\ud83d`): only lines holding one need the slow walk.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(value: Any, path: str, repaired: list[str]) -> Any:
+    """`value` with every lone surrogate of its strings replaced by U+FFFD (the Unicode
+    replacement character); the dotted paths of the strings changed are appended to `repaired`."""
+    if isinstance(value, str):
+        if _LONE_SURROGATE.search(value):
+            repaired.append(path)
+            return _LONE_SURROGATE.sub("\ufffd", value)
+        return value
+    if isinstance(value, dict):
+        return {
+            key: _replace_surrogates(item, f"{path}.{key}" if path else key, repaired)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_replace_surrogates(item, f"{path}[{i}]", repaired) for i, item in enumerate(value)]
+    return value
+
+
+def _parse(raw: bytes, repair_surrogates: bool = False) -> tuple[dict, list[str]]:
+    """The JSON object of a line and the fields whose lone surrogates were replaced (only with
+    `repair_surrogates`; else `_check_text` refuses them by field). UTF-8 is decoded strictly,
+    line by line, so that a bad byte is an error at its line (json.loads of bytes would let
+    encoded surrogates through)."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -142,7 +184,10 @@ def _parse(raw: bytes) -> dict:
         raise _Bad("malformed_json", None, message) from None
     if not isinstance(record, dict):
         raise _Bad("malformed_json", None, f"expected a JSON object, got {type(record).__name__}")
-    return record
+    repaired: list[str] = []
+    if repair_surrogates and _SURROGATE_ESCAPE.search(raw):
+        record = _replace_surrogates(record, "", repaired)
+    return record, repaired
 
 
 def _check_text(names: tuple[str, ...], values: tuple[str, ...]) -> None:
@@ -264,7 +309,7 @@ def _read_tldr(path: Path, name: str, split: str, posts: _Posts, records: _Recor
     for line_no, raw in _lines(path, name):
         stats.lines += 1
         try:
-            record = _parse(raw)
+            record, repaired = _parse(raw, records.repair_surrogates)
             post_id = _get(record, "id", str, "id")
             fields = _post_fields(record, "")
             reference = _summary_text(_get(record, "summary", str, "summary"), "summary")
@@ -282,6 +327,8 @@ def _read_tldr(path: Path, name: str, split: str, posts: _Posts, records: _Recor
         posts.reference[post_id] = reference
         posts.split[post_id] = split
         stats.records += 1
+        if repaired:
+            records.repaired(stats, line_no, repaired)
     return stats
 
 
@@ -292,7 +339,7 @@ def _read_comparisons(
     for line_no, raw in _lines(path, name):
         stats.lines += 1
         try:
-            record = _parse(raw)
+            record, repaired = _parse(raw, records.repair_surrogates)
             info = _get(record, "info", dict, "info")
             fields = _post_fields(info, "info.")
             if info.get("id") in (None, ""):  # OpenAI's edit_b2_eval_test.json has no ids
@@ -368,6 +415,8 @@ def _read_comparisons(
         ):
             columns[column].append(value)
         stats.records += 1
+        if repaired:
+            records.repaired(stats, line_no, repaired)
     return stats
 
 
@@ -394,7 +443,11 @@ def _most_held_out(splits: set[str] | None) -> str | None:
 
 
 def prepare(
-    raw_dir: str | os.PathLike, out_dir: str | os.PathLike, *, on_bad_record: str = "error"
+    raw_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    on_bad_record: str = "error",
+    lone_surrogates: str = "replace",
 ) -> dict[str, Any]:
     """Validate the raw files listed in `raw_dir/manifest.json`; write the tables and a report.
 
@@ -402,12 +455,18 @@ def prepare(
     `records` (kept), `skipped` with `skipped_by_reason` (lines = records + skipped) and the ids
     given to records without one (`id_from_tldr_3_filtered`, `id_from_content_hash`); posts,
     comparisons and completions by split and by domain. Raises `BadRecordError` (file:line:
-    field) on a bad record with `on_bad_record="error"`. For a synthetic world the report holds
+    field) on a bad record with `on_bad_record="error"`.
+
+    `lone_surrogates`: a lone UTF-16 surrogate in a string (JSON allows `\\ud83d`, half of an
+    emoji; UTF-8 and Parquet cannot store it) is replaced by U+FFFD and the record kept, counted
+    per file as `repaired_lone_surrogates` with examples in `repaired_examples` (`"replace"`), or
+    makes the record bad (`"bad_record"`: an error or a counted skip, as `on_bad_record` says).
+    For a synthetic world the report holds
     `bayes_optimal_accuracy` per comparison split (from its gold and label temperature) and
     `gold_label_agreement` (share of labels that prefer the higher gold).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    records = _Records(on_bad_record)
+    records = _Records(on_bad_record, lone_surrogates)
     manifest = json.loads((raw_dir / "manifest.json").read_text(encoding="utf-8"))
     posts = _Posts()
     columns: dict[str, list] = {c: [] for c in COMPARISON_COLUMNS}
@@ -529,6 +588,7 @@ def _report(
         "source": manifest.get("source"),
         "raw_dir": str(raw_dir),
         "on_bad_record": on_bad_record,
+        "lone_surrogates": "replace" if records.repair_surrogates else "bad_record",
         "files": [
             {
                 "file": s.file,
@@ -538,10 +598,12 @@ def _report(
                 "skipped": int(sum(s.skipped.values())),
                 "skipped_by_reason": dict(s.skipped),
                 **{f"id_from_{how}": s.assigned_ids[how] for how in ID_SOURCES},
+                "repaired_lone_surrogates": s.repaired,
             }
             for s in stats
         ],
         "skipped_examples": records.examples,
+        "repaired_examples": records.repaired_examples,
         "posts": len(post_columns["post_id"]),
         "posts_by_split": _counts(post_columns["split"]),
         "posts_by_comparison_split": _counts(post_columns["comparison_split"]),
@@ -593,7 +655,8 @@ def _report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Prepare report ({report['source']})",
         "",
-        f"Raw folder `{report['raw_dir']}`, on_bad_record: `{report['on_bad_record']}`.",
+        f"Raw folder `{report['raw_dir']}`, on_bad_record: `{report['on_bad_record']}`, "
+        f"lone_surrogates: `{report['lone_surrogates']}`.",
         "",
         "## Files",
         "",
@@ -622,6 +685,11 @@ def _report_markdown(report: dict[str, Any]) -> str:
     lines += [f"- {reason}: {n}" for reason, n in sorted(skipped.items())] or ["None."]
     if report["skipped_examples"]:
         lines += ["", pd.DataFrame(report["skipped_examples"]).to_markdown(index=False)]
+    repaired = sum(entry["repaired_lone_surrogates"] for entry in report["files"])
+    lines += ["", "## Kept records with lone surrogates replaced by U+FFFD", ""]
+    lines += [f"- records: {repaired}"]
+    if report["repaired_examples"]:
+        lines += ["", pd.DataFrame(report["repaired_examples"]).to_markdown(index=False)]
     if "bayes_optimal_accuracy" in report:
         table = pd.DataFrame(
             {
