@@ -186,7 +186,7 @@ def base_and_tokenizer(family, tiny_tokenizer, request):
 @pytest.fixture
 def conditioned(base_and_tokenizer):
     """(RewardConditionedLM wrapping the family's base with an identity scaler, tokenizer)."""
-    from rewardcond import RewardConditionedLM
+    from rewardcond.modeling import RewardConditionedLM
 
     base, tokenizer = base_and_tokenizer
     model = RewardConditionedLM.from_base(base).eval()

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from rewardcond.evaluation import Target
+from rewardcond.evaluation.targets import Target
 
 TARGETS = [Target("q05", -1.0, True), Target("q50", 0.0, True), Target("max+1sd", 2.0, False)]
 POST_IDS = [f"p{i}" for i in range(8)]

@@ -4,7 +4,7 @@ import pandas as pd
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rewardcond.reward_model import RewardModel
+from rewardcond.reward_models.model import RewardModel
 
 TEMPLATE = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
 GOOD, BAD = " the quick brown fox", " the lazy dog"

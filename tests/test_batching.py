@@ -5,7 +5,6 @@ import torch
 from real_layout import LONG_POST
 from transformers import GPT2Config, LlamaConfig
 
-from rewardcond import RewardConditionedConfig
 from rewardcond.batching import (
     PromptTemplate,
     RewardConditionedCollator,
@@ -13,6 +12,7 @@ from rewardcond.batching import (
     encode_example,
     max_text_length,
 )
+from rewardcond.modeling import RewardConditionedConfig
 
 TEMPLATE = PromptTemplate("SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:")
 POST = {

@@ -18,10 +18,10 @@ from rewardcond.config_schema import ConfigError, config_errors, load_schema, va
 from rewardcond.data.download import download_files
 from rewardcond.data.prepare import prepare
 from rewardcond.data.synthetic import WorldConfig
-from rewardcond.evaluation import BootstrapSettings
-from rewardcond.generate import GenerateSettings
 from rewardcond.methods import get_method
-from rewardcond.reward_model import RewardModelTrainSettings
+from rewardcond.reward_models.training import RewardModelTrainSettings
+from rewardcond.stats import BootstrapSettings
+from rewardcond.summaries import GenerateSettings
 from rewardcond.train import TrainSettings
 from rewardcond.trainset import TrainsetSettings
 

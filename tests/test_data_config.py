@@ -7,7 +7,7 @@ import yaml
 from snakemake.utils import validate
 
 from rewardcond.data.synthetic import WorldConfig
-from rewardcond.scoring import check_cnndm_template
+from rewardcond.reward_models.inputs import check_cnndm_template
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")

@@ -12,8 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from rewardcond import DEMO_COMMAND
 from rewardcond.artifacts import sha256_file
-from rewardcond.data.download import DEMO_COMMAND, DownloadError, download_files
+from rewardcond.data.download import DownloadError, download_files
 
 COMPARISON = {
     "info": {

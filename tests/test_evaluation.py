@@ -1,4 +1,4 @@
-"""Per-row metrics and statistics of rewardcond.evaluation."""
+"""Per-row metrics of rewardcond.evaluation and the statistics of rewardcond.stats."""
 
 import json
 import math
@@ -9,21 +9,12 @@ import pandas as pd
 import pytest
 from rouge_score import rouge_scorer
 
-from rewardcond.evaluation import (
-    GENERATION_COLUMNS,
-    ROUGE_TYPES,
-    bootstrap_ci,
-    distinct_n,
-    evaluate_generations,
-    evaluate_references,
-    load_targets,
-    paired_difference,
-    read_benchmark_seconds,
-    rouge_scores,
-    spearman,
-    spearman_per_prompt,
-    win_indicator,
-)
+from rewardcond.evaluation.generations import evaluate_generations, evaluate_references
+from rewardcond.evaluation.metrics import ROUGE_TYPES, distinct_n, rouge_scores, win_indicator
+from rewardcond.evaluation.summary import read_benchmark_seconds
+from rewardcond.evaluation.targets import load_targets
+from rewardcond.stats import bootstrap_ci, paired_difference, spearman, spearman_per_prompt
+from rewardcond.tables import GENERATION_COLUMNS
 
 PROMPTS = pd.DataFrame(
     {

@@ -7,8 +7,8 @@ import yaml
 from snakemake.utils import validate
 
 from rewardcond.distributed import plan_batches
-from rewardcond.generate import GenerateSettings
 from rewardcond.methods import get_method
+from rewardcond.summaries import GenerateSettings
 from rewardcond.train import TrainSettings
 from rewardcond.trainset import TrainsetSettings
 

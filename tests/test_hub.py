@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from hub_cache import cache_tiny_reward_model, closed_port, recording_endpoint
 
+from rewardcond import DEMO_COMMAND
 from rewardcond.artifacts import sha256_file
 from rewardcond.hub import (
-    DEMO_COMMAND,
     MANIFEST,
     HubModelUnavailableError,
     local_snapshot,
     materialise_hub_model,
     open_hub_model,
 )
-from rewardcond.scoring import load_scorer
+from rewardcond.reward_models.scoring import load_scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 HUB_ID = "OpenAssistant/reward-model-deberta-v3-large-v2"
@@ -37,7 +37,8 @@ POST = {"subreddit": "pets", "title": "my dog", "post": "my dog is sick."}
 
 LOAD = f"""
 import sys, time
-from rewardcond.scoring import load_scorer  # transformers' import time is not the load's
+# transformers' import time is not the load's
+from rewardcond.reward_models.scoring import load_scorer
 start = time.perf_counter()
 try:
     scorer = load_scorer(kind="pretrained", path_or_hub_id=sys.argv[1], revision=sys.argv[2],

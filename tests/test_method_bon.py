@@ -8,10 +8,10 @@ import pytest
 from experiment_world import MAX_PROMPT_TOKENS, TEMPLATE, write_world
 from transformers import AutoModelForCausalLM
 
-from rewardcond.generate import GenerateSettings, generate_method
-from rewardcond.generation import complete
+from rewardcond.decoding import complete
 from rewardcond.methods import available_methods, get_method
 from rewardcond.methods.bon import best_of_n, pick_best
+from rewardcond.summaries import GenerateSettings, generate_method
 from rewardcond.trainset import draw_eval_prompts
 
 

@@ -114,7 +114,7 @@ def test_bad_choice_is_refused():
             "split": ["train"],
         }
     )
-    with pytest.raises(ValueError, match="'choice' must be 0 or 1; row 0 has 2"):
+    with pytest.raises(ValueError, match="comparisons row 0: field 'choice' is 2; expected 0 or 1"):
         preference_pairs(rows, comparisons)
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from experiment_world import MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, TEMPLATE, write_world
 
-from rewardcond import generation
-from rewardcond.generate import GenerateSettings, generate_method
+from rewardcond import decoding
 from rewardcond.methods import Condition, get_method
 from rewardcond.methods.text import SCALER_ATTRIBUTE, reward_line
+from rewardcond.summaries import GenerateSettings, generate_method
 from rewardcond.trainset import TrainsetSettings, build_trainset, draw_eval_prompts
 
 
@@ -117,8 +117,8 @@ def test_generation_of_a_plain_model_at_written_targets(world, tmp_path, monkeyp
         seen.append((list(prompts), target_rewards))
         return real_complete(model, tokenizer, prompts, target_rewards, **kwargs)
 
-    real_complete = generation.complete
-    monkeypatch.setattr(generation, "complete", spy)
+    real_complete = decoding.complete
+    monkeypatch.setattr(decoding, "complete", spy)
     trainset = pd.read_parquet(world["text"])
     model, tokenizer = get_method("text").build_model(world["base"], trainset)
     model.save_pretrained(tmp_path / "text")

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
-from rewardcond import RewardConditionedConfig, RewardConditionedLM
 from rewardcond.batching import RewardConditionedCollator, encode_example
+from rewardcond.modeling import RewardConditionedConfig, RewardConditionedLM
 from rewardcond.scalers import load_scaler, make_scaler
 
 TEXTS = [
@@ -554,7 +554,7 @@ def test_distributed_data_parallel_step(tiny_tokenizer, tmp_path):
 def test_bf16_on_cuda_trains_and_generates(tiny_tokenizer):
     from conftest import tiny_gpt2
 
-    from rewardcond.generation import complete
+    from rewardcond.decoding import complete
 
     base = tiny_gpt2(tiny_tokenizer)[0].to("cuda", torch.bfloat16)
     model = RewardConditionedLM.from_base(base)

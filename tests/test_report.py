@@ -9,8 +9,10 @@ import pytest
 from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targets
 
 from rewardcond.artifacts import write_parquet
-from rewardcond.evaluation import MIN_PROMPTS, BootstrapSettings, best_targets, combine, spearman
-from rewardcond.report import NO_GOLD, PLOTS, TABLES, build_tables, publish, verdict_lines
+from rewardcond.evaluation.summary import best_targets, combine
+from rewardcond.report.render import PLOTS, TABLES, build_tables, publish
+from rewardcond.report.verdict import NO_GOLD, verdict_lines
+from rewardcond.stats import MIN_PROMPTS, BootstrapSettings, spearman
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
 SUMMARY_COLUMNS = [

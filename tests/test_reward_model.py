@@ -18,21 +18,22 @@ from reward_helpers import (
 )
 from transformers import AutoModelForSequenceClassification
 
-from rewardcond.evaluation import bootstrap_ci
-from rewardcond.reward_model import (
+from rewardcond.reward_models.accuracy import (
     ANCHORS,
-    RewardModel,
     accuracy_table,
-    build_trained_reward_model,
-    comparison_pairs,
-    last_token_index,
     measure_accuracy,
-    normalize_to_references,
     pairwise_correct,
-    pairwise_loss,
+)
+from rewardcond.reward_models.inputs import post_fields
+from rewardcond.reward_models.model import RewardModel, last_token_index, pairwise_loss
+from rewardcond.reward_models.scoring import RewardModelScorer, load_scorer
+from rewardcond.reward_models.training import (
+    build_trained_reward_model,
+    normalize_to_references,
     train_reward_model,
 )
-from rewardcond.scoring import load_scorer, post_fields
+from rewardcond.stats import bootstrap_ci
+from rewardcond.tables import comparison_pairs
 
 
 def test_last_token_index_left_and_right_padding():
@@ -89,9 +90,7 @@ def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer)
     scorer_kwargs = {"template": TEMPLATE, "identity": "t", "progress": False}
 
     def pair_accuracy():
-        from rewardcond.scoring import Scorer
-
-        scorer = Scorer(model, tiny_tokenizer, **scorer_kwargs)
+        scorer = RewardModelScorer(model, tiny_tokenizer, **scorer_kwargs)
         return np.mean(scorer.score(posts, [GOOD] * 16) > scorer.score(posts, [BAD] * 16))
 
     bias = model.score.bias.item()
@@ -124,12 +123,12 @@ def test_training_is_seeded(tiny_tokenizer):
 
 
 def test_normalisation_centres_references_and_survives_save_load(tiny_tokenizer, tmp_path):
-    from rewardcond.scoring import Scorer
-
     model = tiny_reward_model(tiny_tokenizer)
     posts = toy_posts(10)
     references = [f" summary number {i}" for i in range(10)]
-    scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    scorer = RewardModelScorer(
+        model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False
+    )
     before = scorer.score(post_fields(posts), references)
     shift = normalize_to_references(model, before)
     assert shift == {"reference_mean_before": pytest.approx(before.mean()), "n_references": 10}

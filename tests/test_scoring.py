@@ -19,15 +19,10 @@ from transformers import (
     GPT2ForSequenceClassification,
 )
 
-from rewardcond.scoring import (
-    DEMO_COMMAND,
-    InputBuilder,
-    Scorer,
-    length_batches,
-    load_scorer,
-    post_fields,
-    score_completions,
-)
+from rewardcond import DEMO_COMMAND
+from rewardcond.reward_models.completions import score_completions
+from rewardcond.reward_models.inputs import InputBuilder, length_batches, post_fields
+from rewardcond.reward_models.scoring import RewardModelScorer, load_scorer
 
 
 def _summaries(n):
@@ -130,7 +125,7 @@ def test_bucketed_scores_equal_one_at_a_time_in_row_order(tiny_tokenizer):
     posts = post_fields(toy_posts(12))
     summaries = _summaries(12)
     model = tiny_reward_model(tiny_tokenizer)
-    bucketed = Scorer(
+    bucketed = RewardModelScorer(
         model, tiny_tokenizer, template=TEMPLATE, identity="t", batch_tokens=200, progress=False
     )
     rewards = bucketed.score(posts, summaries)
@@ -146,10 +141,12 @@ def test_empty_summary_raises_or_is_counted_as_skip(tiny_tokenizer):
     posts = post_fields(toy_posts(4))
     summaries = [" fine", "  ", " also fine", ""]
     model = tiny_reward_model(tiny_tokenizer)
-    strict = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    strict = RewardModelScorer(
+        model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False
+    )
     with pytest.raises(ValueError, match="2 empty summaries \\(first: row 1\\).*on_empty: skip"):
         strict.score(posts, summaries)
-    lenient = Scorer(
+    lenient = RewardModelScorer(
         model, tiny_tokenizer, template=TEMPLATE, identity="t", on_empty="skip", progress=False
     )
     result = lenient.score_detailed(posts, summaries)
@@ -159,14 +156,16 @@ def test_empty_summary_raises_or_is_counted_as_skip(tiny_tokenizer):
         result.rewards[[0, 2]], strict.score(posts[0::2], summaries[0::2]), atol=1e-6
     )
     with pytest.raises(ValueError, match="on_empty='ignore'; expected one of"):
-        Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", on_empty="ignore")
+        RewardModelScorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", on_empty="ignore")
 
 
 def test_non_finite_reward_is_an_error(tiny_tokenizer):
     model = tiny_reward_model(tiny_tokenizer)
     with torch.no_grad():
         model.score.bias.fill_(float("inf"))
-    scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="broken", progress=False)
+    scorer = RewardModelScorer(
+        model, tiny_tokenizer, template=TEMPLATE, identity="broken", progress=False
+    )
     with pytest.raises(ValueError, match="reward model broken gave a non-finite reward \\(inf\\)"):
         scorer.score(post_fields(toy_posts(2)), [" a", " b"])
 
@@ -190,7 +189,7 @@ def test_score_completions_stage_writes_contract_columns_and_report(tiny_tokeniz
     summaries = [" one", " two", "", " four", " five", " six"]
     posts.to_parquet(tmp_path / "posts.parquet")
     _completions(posts, summaries).to_parquet(tmp_path / "completions.parquet")
-    scorer = Scorer(
+    scorer = RewardModelScorer(
         tiny_reward_model(tiny_tokenizer, n_positions=128),
         tiny_tokenizer,
         template=TEMPLATE,
@@ -226,8 +225,9 @@ def test_score_completions_scores_cnndm_articles_with_their_template(tiny_tokeni
     model = tiny_reward_model(tiny_tokenizer, n_positions=128)
 
     def run(**kwargs):
-        scorer = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False,
-                        **kwargs)  # fmt: skip
+        scorer = RewardModelScorer(
+            model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False, **kwargs
+        )
         score_completions(
             completions_path=tmp_path / "completions.parquet",
             posts_path=tmp_path / "posts.parquet",
@@ -240,9 +240,16 @@ def test_score_completions_scores_cnndm_articles_with_their_template(tiny_tokeni
     with pytest.raises(ValueError, match="a CNN/DM article needs its own template"):
         run()
     rewards = run(cnndm_template="Article:\n\n{article}\n\nTL;DR:")
-    as_article = Scorer(model, tiny_tokenizer, template="Article:\n\n{post}\n\nTL;DR:",
-                        identity="t", progress=False)  # fmt: skip
-    as_reddit = Scorer(model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False)
+    as_article = RewardModelScorer(
+        model,
+        tiny_tokenizer,
+        template="Article:\n\n{post}\n\nTL;DR:",
+        identity="t",
+        progress=False,
+    )
+    as_reddit = RewardModelScorer(
+        model, tiny_tokenizer, template=TEMPLATE, identity="t", progress=False
+    )
     article = post_fields(posts.drop(columns="domain"))[1]
     assert rewards[1] == pytest.approx(as_article.score([article], [" two"])[0], abs=1e-6)
     assert rewards[1] != pytest.approx(as_reddit.score([article], [" two"])[0], abs=1e-3)
@@ -253,7 +260,7 @@ def test_score_completions_rejects_unknown_post(tiny_tokenizer, tmp_path):
     posts = toy_posts(2)
     posts.iloc[:1].to_parquet(tmp_path / "posts.parquet")
     _completions(posts, [" a", " b"]).to_parquet(tmp_path / "completions.parquet")
-    scorer = Scorer(tiny_reward_model(tiny_tokenizer), tiny_tokenizer, template=TEMPLATE,
+    scorer = RewardModelScorer(tiny_reward_model(tiny_tokenizer), tiny_tokenizer, template=TEMPLATE,
                     identity="t", progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="1 rows have a post_id missing from .*e.g. 'p1'"):
         score_completions(
@@ -334,7 +341,7 @@ def _gpt2_classifier_without_pad(tiny_tokenizer, folder):
 
 def test_pretrained_reward_model_without_pad_token_pads_with_eos(tiny_tokenizer, tmp_path, caplog):
     _gpt2_classifier_without_pad(tiny_tokenizer, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="rewardcond.scoring"):
+    with caplog.at_level(logging.WARNING, logger="rewardcond.reward_models.scoring"):
         scorer = load_scorer(
             kind="pretrained", path_or_hub_id=str(tmp_path), revision="local",
             template="{title}\n{post}", device="cpu", progress=False,

@@ -19,11 +19,11 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rewardcond.generate import merge_generation_shards
+from rewardcond.distributed import merge_generation_shards
 from rewardcond.modeling import RewardConditionedLM
-from rewardcond.reward_model import RewardModel
+from rewardcond.reward_models.completions import merge_scored_shards
+from rewardcond.reward_models.model import RewardModel
 from rewardcond.scalers import make_scaler
-from rewardcond.scoring import merge_scored_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
@@ -110,7 +110,8 @@ def run_in_processes(code: str, shards: list[str]) -> None:
 
 
 SCORE = """
-from rewardcond.scoring import load_scorer, score_completions
+from rewardcond.reward_models.completions import score_completions
+from rewardcond.reward_models.scoring import load_scorer
 root = {root!r}
 scorer = load_scorer(
     kind="train", path_or_hub_id=root + "/rm", template={template!r}, device="cpu",
@@ -154,7 +155,7 @@ def test_shard_scoring_merges_into_the_single_process_output(world):
 
 
 GENERATE = """
-from rewardcond.generate import GenerateSettings, generate_method
+from rewardcond.summaries import GenerateSettings, generate_method
 from rewardcond.methods import get_method
 root = {root!r}
 generate_method(

@@ -204,3 +204,14 @@ def merge_shards(
         frame = frame.iloc[groups.map(rank).argsort(kind="stable")].reset_index(drop=True)
     write_parquet(output, frame)
     return frame
+
+
+def merge_generation_shards(shard_paths, output_path) -> pd.DataFrame:
+    """Join the shards of the generation stage (`rewardcond.summaries.generate_method`, split by
+    prompt) into the single-job table.
+
+    A job writes pass by pass (target, sample), each pass over its prompts in order; the merge
+    puts every pass back together, prompts in their order. Greedy decoding gives the same
+    tokens either way; sampled text does not, as each job seeds its passes from the start.
+    """
+    return merge_shards(shard_paths, output_path, group_by=["target_name", "sample"])

@@ -23,11 +23,11 @@ import shutil
 import threading
 from pathlib import Path
 
+from rewardcond import DEMO_COMMAND
 from rewardcond.artifacts import atomic_path, build_manifest, sha256_file, write_json
 
 logger = logging.getLogger(__name__)
 
-DEMO_COMMAND = "snakemake --cores 2 --configfile workflow/config/demo.yaml"
 MANIFEST = "hub_manifest.json"
 # Seconds the one request to the hub may take before the load gives up (DNS included).
 TIMEOUT_S = 20.0
@@ -48,12 +48,6 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 class HubModelUnavailableError(RuntimeError):
     """A hub model is neither in the local cache nor reachable on the hub."""
-
-
-def hub_model_name(hub_id: str) -> str:
-    """The folder name of `hub_id` under data/hub_models/ (`org/name` -> `org--name`, as the
-    Hugging Face cache names its folders)."""
-    return hub_id.replace("/", "--")
 
 
 def local_snapshot(

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rewardcond import RewardConditionedLM
+from rewardcond.modeling import RewardConditionedLM
 
 
 def timed(function) -> float:

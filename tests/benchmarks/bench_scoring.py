@@ -18,8 +18,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from rewardcond.reward_model import RewardModel
-from rewardcond.scoring import Scorer, length_batches
+from rewardcond.reward_models.inputs import length_batches
+from rewardcond.reward_models.model import RewardModel
+from rewardcond.reward_models.scoring import RewardModelScorer
 
 
 def tldr_lengths(rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -47,7 +48,7 @@ def main() -> None:
     )
     model = RewardModel.from_base(GPT2LMHeadModel(config))
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0, model_max_length=1024)
-    scorer = Scorer(
+    scorer = RewardModelScorer(
         model, tokenizer, template="{post}", identity="bench", device=args.device, progress=False
     )
     naive = np.array_split(np.arange(args.rows), range(args.batch_size, args.rows, args.batch_size))

@@ -24,8 +24,8 @@ from conftest import INIT_RANGE, LOGIT_TOLERANCE, SMOLLM2, SMOLLM2_BUILD  # noqa
 from test_modeling import REWARDS, encode, greedy, pad, real_part  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from rewardcond import RewardConditionedLM  # noqa: E402
 from rewardcond.batching import RewardConditionedCollator, encode_example  # noqa: E402
+from rewardcond.modeling import RewardConditionedLM  # noqa: E402
 
 TOLERANCE = LOGIT_TOLERANCE["smollm2"]
 

@@ -1,7 +1,7 @@
 """Snakemake adapter: join the score_completions shards (rule merge_scored_completions)."""
 
 from rewardcond.artifacts import log_to_file
-from rewardcond.scoring import merge_scored_shards
+from rewardcond.reward_models.completions import merge_scored_shards
 
 log_to_file(snakemake.log[0])
 merge_scored_shards(

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from rewardcond.artifacts import log_to_file
-from rewardcond.report import publish
+from rewardcond.report.render import publish
 
 log_to_file(snakemake.log[0])
 publish(

@@ -1,7 +1,7 @@
 """Snakemake adapter: reward-model accuracy on valid2/valid1 (rule reward_model_accuracy)."""
 
 from rewardcond.artifacts import log_to_file
-from rewardcond.reward_model import measure_accuracy
+from rewardcond.reward_models.accuracy import measure_accuracy
 
 log_to_file(snakemake.log[0])
 measure_accuracy(

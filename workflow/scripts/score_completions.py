@@ -4,7 +4,8 @@ import torch
 
 from rewardcond.artifacts import log_to_file
 from rewardcond.distributed import shard_device
-from rewardcond.scoring import load_scorer, score_completions
+from rewardcond.reward_models.completions import score_completions
+from rewardcond.reward_models.scoring import load_scorer
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

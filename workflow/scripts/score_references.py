@@ -3,7 +3,7 @@
 import torch
 
 from rewardcond.artifacts import log_to_file
-from rewardcond.evaluation import run_score_references
+from rewardcond.evaluation.generations import run_score_references
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -3,7 +3,7 @@
 import torch
 
 from rewardcond.artifacts import log_to_file
-from rewardcond.reward_model import build_trained_reward_model
+from rewardcond.reward_models.training import build_trained_reward_model
 
 log_to_file(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

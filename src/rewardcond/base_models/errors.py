@@ -1,8 +1,9 @@
 """Errors of the base-model stage, with the offline alternative spelled out."""
 
+from rewardcond import DEMO_COMMAND
+
 OFFLINE_DEMO_HINT = (
-    "This source needs the network; the offline synthetic demo needs none: "
-    "snakemake --cores 2 --configfile workflow/config/demo.yaml"
+    f"This source needs the network; the offline synthetic demo needs none: {DEMO_COMMAND}"
 )
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import requests
 from tqdm.auto import tqdm
 
+from rewardcond import DEMO_COMMAND
 from rewardcond.artifacts import sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
-DEMO_COMMAND = "snakemake --cores 2 --configfile workflow/config/demo.yaml"
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 

@@ -1,11 +1,11 @@
 """The registry of methods (`{method}` wildcard values): every module of this package is one.
 
-Importing the package imports each module in it, and each registers its `Method` subclass, so a
-new method is a new file here and nothing else changes.
+A method named `x` (or a family `x<N>`, e.g. `bon4` of `bon<N>`) is the module `x.py` here, which
+registers its `Method` subclass when imported. `get_method` imports only the module of the method
+it is asked for, so that a job runs (and the workflow tracks, `rewardcond.modules`) no other
+method's code; `available_methods` imports them all. A new method is a new file here and nothing
+else changes.
 """
-
-import importlib
-import pkgutil
 
 from rewardcond.methods.base import (
     NO_TARGET,
@@ -16,10 +16,6 @@ from rewardcond.methods.base import (
     get_method,
     register,
 )
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "NO_TARGET",

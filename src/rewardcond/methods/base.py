@@ -3,18 +3,24 @@
 A method is one value of the workflow's `{method}` wildcard. It decides which scored rows it
 learns from, how a row becomes a (prompt, completion, target reward) example, how its model is
 built from a base folder and loaded back, and which conditions it generates under. Training and
-generation loops live in `rewardcond.train` and `rewardcond.generate` and call these hooks, so a
-new method is one new module in this package that subclasses `Method` and registers itself.
+generation loops live in `rewardcond.train` and `rewardcond.summaries` and call these hooks, so
+a new method is one new module in this package that subclasses `Method` and registers itself.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
+
+from rewardcond.modules import NOT_METHODS, method_module
+from rewardcond.tables import NO_TARGET as NO_TARGET_NAME
 
 _REGISTRY: dict[str, type[Method]] = {}
 
@@ -38,7 +44,8 @@ class Condition:
     prefix: str = ""
 
 
-NO_TARGET = Condition("none")
+#: The one pass of a method without target rewards (a baseline).
+NO_TARGET = Condition(NO_TARGET_NAME)
 
 
 class Method:
@@ -121,7 +128,7 @@ class Method:
     ):
         """One `Completion` per prompt. `generation` holds `complete()` keyword arguments;
         `posts` (template fields of each prompt's post) and `scorer` serve best-of-N."""
-        from rewardcond.generation import complete
+        from rewardcond.decoding import complete
 
         return complete(model, tokenizer, prompts, target_rewards, seed=seed, **generation)
 
@@ -135,21 +142,48 @@ def register(cls: type[Method]) -> type[Method]:
 
 
 def available_methods() -> list[str]:
-    """Names of every registered method (a family as its pattern, e.g. `bon<N>`), sorted."""
+    """Names of every method of the package (a family as its pattern, e.g. `bon<N>`) and of any
+    other registered one, sorted. Imports every method module."""
+    package = Path(__file__).parent
+    for module in pkgutil.iter_modules([str(package)]):
+        if module.name not in NOT_METHODS:
+            importlib.import_module(f"{__package__}.{module.name}")
     return sorted(_REGISTRY)
 
 
 def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
     """The method registered as `name`, or of the family whose pattern `name` matches, built
-    with its config options."""
+    with its config options. A method not yet registered is looked for in its module
+    (`rewardcond.modules.method_module`), which is imported; no other method's module is.
+
+    Raises:
+        KeyError: naming `name` and the methods there are, when no method has that name.
+    """
     options = dict(options or {})
+    found = _registered(name)
+    if found is None:
+        try:
+            module = method_module(name)
+        except KeyError:
+            module = None
+        if module is not None:
+            importlib.import_module(f"{__package__}.{module}")
+            found = _registered(name)
+    if found is None:
+        raise KeyError(f"unknown method {name!r}; registered methods: {available_methods()}")
+    cls, from_name = found
+    clash = sorted(set(from_name) & set(options))
+    if clash:
+        raise TypeError(f"method {name!r} sets {clash} by its name; drop it from options")
+    return cls(**from_name, **options)
+
+
+def _registered(name: str) -> tuple[type[Method], dict[str, str]] | None:
+    """The registered class of `name` and the options its name sets (a family's groups)."""
     if name in _REGISTRY and _REGISTRY[name].name_pattern is None:
-        return _REGISTRY[name](**options)
+        return _REGISTRY[name], {}
     for cls in _REGISTRY.values():
         match = cls.name_pattern and re.fullmatch(cls.name_pattern, name)
         if match:
-            clash = sorted(set(match.groupdict()) & set(options))
-            if clash:
-                raise TypeError(f"method {name!r} sets {clash} by its name; drop it from options")
-            return cls(**match.groupdict(), **options)
-    raise KeyError(f"unknown method {name!r}; registered methods: {available_methods()}")
+            return cls, match.groupdict()
+    return None

@@ -108,7 +108,7 @@ def best_of_n(
     `scorer.score(posts, summaries)` gives raw rewards; `posts` are the template fields of each
     prompt's post (subreddit, title, post), so the reward model sees the full post.
     """
-    from rewardcond.generation import complete
+    from rewardcond.decoding import complete
 
     candidates = complete(
         model,

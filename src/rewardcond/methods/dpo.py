@@ -19,6 +19,7 @@ import pandas as pd
 
 from rewardcond.batching import count_tokens, require_eos_token
 from rewardcond.methods.base import Method, register
+from rewardcond.tables import comparison_pairs
 
 PAIR_COLUMNS = ["post_id", "prompt", "chosen", "rejected"]
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
@@ -30,34 +31,23 @@ def preference_pairs(
     """(post_id, prompt, chosen, rejected) of each train comparison whose two summaries are
     among the filtered training `rows` (matched on post and stripped text); skips are counted.
 
-    `choice` is the index (0/1) of the summary the labeller preferred.
+    The labeller's pick comes first (`rewardcond.tables.comparison_pairs`, which refuses a
+    `choice` other than 0 or 1).
     """
-    bad = ~comparisons["choice"].isin([0, 1])
-    if bad.any():
-        raise ValueError(
-            f"comparisons column 'choice' must be 0 or 1; row {int(bad.idxmax())} has "
-            f"{comparisons['choice'][bad].iloc[0].item()!r}"
-        )
-    train = comparisons[comparisons["split"] == "train"]
+    pairs = comparison_pairs(comparisons)[(comparisons["split"] == "train").to_numpy()]
     kept = set(zip(rows["post_id"], rows["completion"].str.strip(), strict=True))
     prompts = rows.drop_duplicates("post_id").set_index("post_id")["prompt"]
     both_kept = [
-        (post, a.strip()) in kept and (post, b.strip()) in kept
-        for post, a, b in zip(train["post_id"], train["summary_0"], train["summary_1"], strict=True)
+        (post, chosen.strip()) in kept and (post, rejected.strip()) in kept
+        for post, chosen, rejected in zip(
+            pairs["post_id"], pairs["chosen"], pairs["rejected"], strict=True
+        )
     ]
-    pairs = train[both_kept]
-    first_wins = pairs["choice"].to_numpy() == 0
-    out = pd.DataFrame(
-        {
-            "post_id": pairs["post_id"].to_numpy(),
-            "prompt": pairs["post_id"].map(prompts).to_numpy(),
-            "chosen": pairs["summary_0"].where(first_wins, pairs["summary_1"]).to_numpy(),
-            "rejected": pairs["summary_1"].where(first_wins, pairs["summary_0"]).to_numpy(),
-        }
-    )
+    out = pairs[both_kept].reset_index(drop=True)
+    out.insert(1, "prompt", out["post_id"].map(prompts))
     counts = {
-        "train_comparisons": len(train),
-        "summary_filtered_out": len(train) - len(out),
+        "train_comparisons": len(pairs),
+        "summary_filtered_out": len(pairs) - len(out),
         "pairs": len(out),
     }
     return out, counts

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from rewardcond.methods.base import Condition, Example, Method, register
+from rewardcond.methods.base import NO_TARGET, Condition, Example, Method, register
 
 GOOD = "<|good|>"
 BAD = "<|bad|>"
@@ -53,4 +53,4 @@ class TokensMethod(Method):
         return model, tokenizer
 
     def conditions(self, targets: list[dict]) -> list[Condition]:
-        return [Condition("none", prefix=GOOD)]
+        return [Condition(NO_TARGET.name, prefix=GOOD)]

@@ -1,4 +1,5 @@
-"""Generate summaries of the evaluation prompts with a trained method, at each of its conditions.
+"""The generation stage: summaries of the evaluation prompts by one method, at each of its
+conditions (the decoding loop itself is `rewardcond.decoding`).
 
 A reward-conditioned method makes one pass per target reward of `targets.json`; a baseline makes
 one pass with no target (`target_name` "none", `target_reward` NaN). Every pass sees the same
@@ -16,23 +17,12 @@ from tqdm.auto import tqdm
 
 from rewardcond.artifacts import resolve_device, set_seed, write_parquet
 from rewardcond.batching import PromptTemplate, max_text_length
-from rewardcond.distributed import merge_shards, take_shard
+from rewardcond.distributed import take_shard
 from rewardcond.methods import Method
 from rewardcond.modeling import RewardConditionedLM
+from rewardcond.tables import GENERATION_COLUMNS
 
 log = logging.getLogger(__name__)
-
-GENERATION_COLUMNS = [
-    "method",
-    "post_id",
-    "target_name",
-    "target_reward",
-    "sample",
-    "text",
-    "n_tokens",
-    "finished",
-    "n_candidates",
-]
 
 
 @dataclass(frozen=True)
@@ -80,10 +70,11 @@ def generate_method(
     """Generate for every eval prompt x condition x sample; write and return the table.
 
     `shard` ("<i>-of-<n>") generates for that contiguous block of prompts only;
-    `merge_generation_shards` joins the blocks into the single-job table. `scorer` (a
-    `rewardcond.scoring.Scorer`) is for methods that need the reward model to generate
-    (`method.needs_scorer`, best-of-N). A target reward reaches the model through its slot when
-    it has one (`RewardConditionedLM`), otherwise only through the condition's prefix.
+    `rewardcond.distributed.merge_generation_shards` joins the blocks into the single-job
+    table. `scorer` (a `rewardcond.reward_models.scoring.RewardModelScorer`) is for methods that
+    need the reward model to generate (`method.needs_scorer`, best-of-N). A target reward
+    reaches the model through its slot when it has one (`RewardConditionedLM`), otherwise only
+    through the condition's prefix.
     """
     if method.needs_scorer and scorer is None:
         raise ValueError(f"method {method.name!r} needs a scorer (the reward model) to generate")
@@ -137,7 +128,7 @@ def generate_method(
                     "n_candidates": method.n_candidates,
                 }
             )
-    table = pd.DataFrame(rows, columns=GENERATION_COLUMNS).astype(
+    table = pd.DataFrame(rows, columns=list(GENERATION_COLUMNS)).astype(
         {
             "target_reward": "float64",
             "sample": "int64",
@@ -158,13 +149,3 @@ def render_prompts(prompts: pd.DataFrame, tokenizer, template: PromptTemplate, b
         )
         for row in prompts.itertuples(index=False)
     ]
-
-
-def merge_generation_shards(shard_paths, output_path) -> pd.DataFrame:
-    """Join `generate_method` shards (split by prompt) into the single-job table.
-
-    A job writes pass by pass (target, sample), each pass over its prompts in order; the merge
-    puts every pass back together, prompts in their order. Greedy decoding gives the same
-    tokens either way; sampled text does not, as each job seeds its passes from the start.
-    """
-    return merge_shards(shard_paths, output_path, group_by=["target_name", "sample"])

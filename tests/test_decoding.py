@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from rewardcond import RewardConditionedLM
-from rewardcond.generation import Completion, complete
+from rewardcond.decoding import Completion, complete
+from rewardcond.modeling import RewardConditionedLM
 
 PROMPTS = [
     "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans\n\nTL;DR:",

@@ -1,169 +1,33 @@
-"""Scoring summaries with a reward model: input building, length-bucketed batching, the stage.
+"""Scoring summaries with a reward model: `RewardModelScorer` and `load_scorer`.
 
-Two input formats cover both kinds of reward model:
-- `causal` (the RM trained here): `prompt + summary` tokenized as one text, then EOS; the prompt is
-  the shared `prompt.template`.
-- `pair` (a pretrained sequence classifier such as OpenAssistant's DeBERTa): the tokenizer's own
-  (question, answer) pair encoding of `(prompt, summary)`.
-Either way, a text longer than the model's context is shortened on the post side only (the
-summary is what is being judged) and flagged as truncated. A CNN/DailyMail article (a post whose
-`domain` is `cnndm`) is rendered with its own template (`prompt.cnndm_template`), never with the
-TL;DR template's `SUBREDDIT:` header.
-
-`load_scorer(...)` is the entry point for later stages; `score_completions(...)` is the
-`score_completions` rule.
+`load_scorer(...)` is the entry point of the stages that score (completions, generations,
+references, best-of-N); it loads either kind of reward model (`inputs` describes their input
+formats) and returns a `RewardModelScorer`, which scores in length-bucketed batches.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import string
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from rewardcond.artifacts import resolve_device, sha256_file, write_json, write_parquet
-from rewardcond.distributed import merge_shards, take_shard
+from rewardcond import DEMO_COMMAND
+from rewardcond.artifacts import resolve_device, sha256_file
 from rewardcond.hub import open_hub_model
+from rewardcond.reward_models.inputs import InputBuilder, length_batches
+from rewardcond.reward_models.model import RewardModel
 
 logger = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("causal", "pair")
 ON_EMPTY = ("error", "skip")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEMO_COMMAND = "snakemake --cores 2 --configfile workflow/config/demo.yaml"
-CNNDM_FIELDS = ("article", "title", "site")
-
-
-def post_fields(posts: pd.DataFrame) -> list[dict]:
-    """Rows of a posts table as `{"subreddit", "title", "post"}` dicts (the template's fields),
-    plus `domain` (`tldr` / `cnndm`) when the table has that column."""
-    columns = ["subreddit", "title", "post", *(["domain"] if "domain" in posts.columns else [])]
-    return posts[columns].to_dict("records")
-
-
-def check_cnndm_template(template: str) -> str:
-    """`template` if it is a valid `prompt.cnndm_template`: a format string that uses `{article}`
-    and may use `{title}` and `{site}`; ValueError naming the key otherwise."""
-    fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    if "article" not in fields or not fields <= set(CNNDM_FIELDS):
-        raise ValueError(
-            "prompt.cnndm_template must use {article} and may use {title} and {site}; got "
-            f"{sorted(fields)} in {template!r}"
-        )
-    return template
-
-
-class InputBuilder:
-    """Turns (post, summary) into reward-model token ids; shortens the post to fit `max_length`.
-
-    A post is a dict of the template's fields (`subreddit`, `title`, `post`) and optionally
-    `domain`: a `cnndm` one (a CNN/DM article stored as post = article, subreddit = site) is
-    rendered with `cnndm_template` over `{article}`, `{title}`, `{site}`; without one it is an
-    error (ValueError naming `prompt.cnndm_template`).
-    """
-
-    def __init__(
-        self,
-        tokenizer,
-        template: str,
-        *,
-        max_length: int,
-        input_format: str = "causal",
-        cnndm_template: str | None = None,
-    ):
-        if input_format not in INPUT_FORMATS:
-            raise ValueError(f"input_format={input_format!r}; expected one of {INPUT_FORMATS}")
-        if input_format == "causal" and tokenizer.eos_token_id is None:
-            raise ValueError("a causal reward model needs a tokenizer with an EOS token")
-        self.tokenizer = tokenizer
-        self.template = template
-        self.cnndm_template = check_cnndm_template(cnndm_template) if cnndm_template else None
-        self.max_length = int(max_length)
-        self.input_format = input_format
-
-    def prompt(self, post: dict) -> str:
-        """The prompt (or, for a pair RM, the question) of one post."""
-        domain = post.get("domain", "tldr")
-        if domain == "tldr":
-            return self.template.format(**post)
-        if domain != "cnndm":
-            raise ValueError(f"post domain {domain!r}; expected 'tldr' or 'cnndm'")
-        if self.cnndm_template is None:
-            raise ValueError(
-                "a CNN/DM article needs its own template: set prompt.cnndm_template (the TL;DR "
-                "template's SUBREDDIT: header does not fit a news article)"
-            )
-        return self.cnndm_template.format(
-            article=post["post"], title=post["title"], site=post["subreddit"]
-        )
-
-    def _encode(self, prompts: list[str], summaries: list[str]) -> list[dict]:
-        if self.input_format == "pair":
-            encoded = self.tokenizer(prompts, summaries)
-            keys = [key for key in ("input_ids", "token_type_ids") if key in encoded]
-            return [{key: encoded[key][i] for key in keys} for i in range(len(prompts))]
-        texts = [prompt + summary for prompt, summary in zip(prompts, summaries, strict=True)]
-        eos = self.tokenizer.eos_token_id
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [{"input_ids": [*row, eos]} for row in ids]
-
-    def encode(
-        self, posts: Sequence[dict], summaries: Sequence[str]
-    ) -> tuple[list[dict], np.ndarray]:
-        """Encodings (dicts of token-id lists) and a bool array: was the post shortened?"""
-        prompts = [self.prompt(post) for post in posts]
-        encodings = self._encode(prompts, list(summaries))
-        truncated = np.zeros(len(encodings), dtype=bool)
-        for i, encoding in enumerate(encodings):
-            if len(encoding["input_ids"]) > self.max_length:
-                encodings[i] = self._fit(posts[i], summaries[i], len(encoding["input_ids"]))
-                truncated[i] = True
-        return encodings, truncated
-
-    def _fit(self, post: dict, summary: str, length: int) -> dict:
-        body = self.tokenizer(post["post"], add_special_tokens=False)["input_ids"]
-        keep = len(body)
-        while length > self.max_length:
-            keep -= max(1, length - self.max_length)
-            if keep < 0:
-                empty = self._encode([self.prompt({**post, "post": ""})], [summary])[0]
-                raise ValueError(
-                    f"cannot fit a {post.get('subreddit')!r} post into {self.max_length} tokens: "
-                    f"without its body, prompt + summary is already {len(empty['input_ids'])} "
-                    "tokens; raise reward_model max_length or shorten the template"
-                )
-            shortened = {**post, "post": self.tokenizer.decode(body[:keep])}
-            encoding = self._encode([self.prompt(shortened)], [summary])[0]
-            length = len(encoding["input_ids"])
-        return encoding
-
-
-def length_batches(
-    lengths: Sequence[int], batch_tokens: int, max_batch_size: int = 512
-) -> list[np.ndarray]:
-    """Indices grouped longest first so that each padded batch holds <= `batch_tokens` tokens.
-
-    Sorting by length keeps padding small; a sequence longer than `batch_tokens` gets a batch of
-    its own. Longest first makes an out-of-memory error show up at the start, not at the end.
-    """
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        width = lengths[order[start]]
-        size = max(1, min(max_batch_size, batch_tokens // max(1, width)))
-        batches.append(order[start : start + size])
-        start += size
-    return batches
 
 
 def pad_encodings(encodings: Sequence[dict], pad_id: int, device: str) -> dict:
@@ -189,7 +53,7 @@ class ScoreResult:
     skipped: np.ndarray
 
 
-class Scorer:
+class RewardModelScorer:
     """Scores (post, summary) pairs with a reward model in length-bucketed batches.
 
     `identity` names the model in outputs (`hub_id@revision` or `trained:<sha256[:16]>`).
@@ -321,8 +185,8 @@ def load_scorer(
     on_empty: str = "error",
     progress: bool = True,
     cnndm_template: str | None = None,
-) -> Scorer:
-    """A `Scorer` for a reward model.
+) -> RewardModelScorer:
+    """A `RewardModelScorer` for a reward model.
 
     kind `pretrained`: an `AutoModelForSequenceClassification` fed `(prompt, summary)` pairs, where
     `template` renders the prompt (question); `path_or_hub_id` is a folder of the
@@ -341,8 +205,6 @@ def load_scorer(
     device = resolve_device(device)
     torch_dtype = DTYPES[dtype] if device.startswith("cuda") else torch.float32
     if kind == "train":
-        from rewardcond.reward_model import RewardModel  # imports scoring; loaded on demand
-
         path = Path(path_or_hub_id)
         weights = path / "model.safetensors"
         if not weights.is_file():
@@ -359,7 +221,7 @@ def load_scorer(
         input_format = "pair"
     else:
         raise ValueError(f"kind={kind!r}; expected 'pretrained' or 'train'")
-    return Scorer(
+    return RewardModelScorer(
         model,
         tokenizer,
         template=template,
@@ -431,106 +293,3 @@ def use_eos_as_pad(model, tokenizer, name: str) -> None:
             tokenizer.pad_token_id,
         )
         model.config.pad_token_id = tokenizer.pad_token_id
-
-
-def score_completions(
-    *,
-    completions_path: str | os.PathLike,
-    posts_path: str | os.PathLike,
-    output_path: str | os.PathLike,
-    report_path: str | os.PathLike,
-    scorer: Scorer,
-    shard: str = "1-of-1",
-) -> dict:
-    """The `score_completions` stage: every completion scored, plus a report of what happened.
-
-    Output = the completions table + `reward` (float64, raw), `reward_model` (identity) and
-    `truncated` (bool), in the input's row order; rows skipped as empty are left out and counted.
-    `shard` ("<i>-of-<n>") scores only that contiguous block of rows; `merge_scored_shards`
-    joins the blocks into the single-job output.
-    """
-    completions = take_shard(pd.read_parquet(completions_path), shard)
-    posts = pd.read_parquet(posts_path).set_index("post_id", drop=False)
-    missing = ~completions["post_id"].isin(posts.index)
-    if missing.any():
-        raise ValueError(
-            f"{completions_path}: {int(missing.sum())} rows have a post_id missing from "
-            f"{posts_path}, e.g. {completions['post_id'][missing].iloc[0]!r}"
-        )
-    started = time.perf_counter()
-    result = scorer.score_detailed(
-        post_fields(posts.loc[completions["post_id"]]),
-        completions["text"].tolist(),
-        names=[f"completion_id {c}" for c in completions["completion_id"]],
-    )
-    seconds = time.perf_counter() - started
-    scored = completions.assign(
-        reward=result.rewards, reward_model=scorer.identity, truncated=result.truncated
-    )[~result.skipped]
-    write_parquet(output_path, scored.reset_index(drop=True))
-    report = {
-        "reward_model": scorer.identity,
-        "max_length": scorer.max_length,
-        "n_in": len(completions),
-        "n_scored": len(scored),
-        "n_skipped_empty": int(result.skipped.sum()),
-        "skipped_completion_ids": completions["completion_id"][result.skipped].tolist(),
-        "n_truncated": int(result.truncated.sum()),
-        "seconds": round(seconds, 3),
-        "device": scorer.device,
-        "reward_by_source_split": reward_by_source_split(scored),
-    }
-    write_json(report_path, report)
-    logger.info(
-        "scored %d of %d completions in %.1f s (%d truncated, %d skipped as empty)",
-        report["n_scored"],
-        report["n_in"],
-        seconds,
-        report["n_truncated"],
-        report["n_skipped_empty"],
-    )
-    return report
-
-
-def reward_by_source_split(scored: pd.DataFrame) -> list[dict]:
-    """Reward count, mean, std, min and max per completion source and split (for reports)."""
-    return json.loads(
-        scored.groupby(["source", "split"], dropna=False)["reward"]
-        .agg(["count", "mean", "std", "min", "max"])
-        .reset_index()
-        .to_json(orient="records")
-    )
-
-
-def merge_scored_shards(
-    *,
-    shard_paths: Sequence[str | os.PathLike],
-    report_paths: Sequence[str | os.PathLike],
-    output_path: str | os.PathLike,
-    report_path: str | os.PathLike,
-) -> dict:
-    """Join the shards of `score_completions` into its single-job output and report.
-
-    Rows come back in input order (shards are contiguous blocks, concatenated in shard order);
-    counts add up, and the per-source summary is recomputed on the joined table.
-    """
-    reports = [json.loads(Path(path).read_text()) for path in report_paths]
-    identities = {report["reward_model"] for report in reports}
-    if len(identities) != 1:
-        raise ValueError(f"shards were scored by different reward models: {sorted(identities)}")
-    scored = merge_shards(shard_paths, output_path)
-    report = {
-        "reward_model": reports[0]["reward_model"],
-        "max_length": reports[0]["max_length"],
-        **{
-            key: sum(r[key] for r in reports)
-            for key in ("n_in", "n_scored", "n_skipped_empty", "n_truncated")
-        },
-        "skipped_completion_ids": [i for r in reports for i in r["skipped_completion_ids"]],
-        "seconds": round(sum(r["seconds"] for r in reports), 3),
-        "device": reports[0]["device"],
-        "shards": len(reports),
-        "reward_by_source_split": reward_by_source_split(scored),
-    }
-    write_json(report_path, report)
-    return report

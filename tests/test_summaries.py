@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 from experiment_world import MAX_PROMPT_TOKENS, TEMPLATE, write_world
 
-from rewardcond.generate import GENERATION_COLUMNS, GenerateSettings, generate_method
 from rewardcond.methods import get_method
 from rewardcond.methods.tokens import GOOD
+from rewardcond.summaries import GenerateSettings, generate_method
+from rewardcond.tables import GENERATION_COLUMNS
 from rewardcond.trainset import draw_eval_prompts
 
 TARGETS = [
@@ -53,7 +54,7 @@ def test_generations_follow_the_contract(world, tmp_path, method):
     settings = GenerateSettings(max_new_tokens=5, max_prompt_tokens=MAX_PROMPT_TOKENS)
     table = _generate(world, tmp_path, method, settings)
     assert table.equals(pd.read_parquet(tmp_path / f"{method}.parquet"))
-    assert list(table.columns) == GENERATION_COLUMNS
+    assert list(table.columns) == list(GENERATION_COLUMNS)
     prompts = pd.read_parquet(world / "eval_prompts.parquet")
     if method == "scalar":
         assert len(table) == N_PROMPTS * len(TARGETS)

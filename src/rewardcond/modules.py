@@ -1,0 +1,187 @@
+"""The package's own modules, found by reading its source: which module a method lives in, what
+each module imports, and so which source files a rule's script runs.
+
+Snakemake reruns a job when one of its inputs changes, but it does not see what the job's script
+imports. `library` lists every module of the package that a script imports, directly or
+through other modules, at the top of a file or inside a function, with the package `__init__.py`
+files Python runs on the way; `workflow/rules/common.smk` makes those files inputs of the
+rule (it loads this file by its path, so this module imports nothing beyond the standard
+library). A method's module is imported by name (`rewardcond.methods.get_method`), which no
+parse can see: the rules of one method add it, and what it imports, by its name.
+
+Module names are dotted (`rewardcond.reward_models.scoring`); a package is named by itself
+(`rewardcond.methods` is `methods/__init__.py`).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE = "rewardcond"
+SOURCE = Path(__file__).resolve().parent
+METHODS = "methods"
+#: Modules of the methods package that are no method.
+NOT_METHODS = ("__init__", "base")
+
+
+def method_module(name: str, source: str | Path = SOURCE) -> str:
+    """The module of the methods package that defines method `name`: the module of that name,
+    or, for a member of a family named by a number (`bon4` of `bon<N>`), the module named
+    without the number (`bon`).
+
+    Raises:
+        KeyError: naming `name` and the method modules, when no module fits.
+    """
+    folder = Path(source) / METHODS
+    found = sorted(p.stem for p in folder.glob("*.py") if p.stem not in NOT_METHODS)
+    if re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        for stem in (name, re.sub(r"[0-9]+$", "", name)):
+            if stem in found:
+                return stem
+    raise KeyError(f"no module of {PACKAGE}.{METHODS} defines method {name!r}; modules: {found}")
+
+
+def package_modules(source: str | Path = SOURCE) -> dict[str, Path]:
+    """Every module of the package under `source` (the package folder), by dotted name."""
+    return dict(_package_modules(str(source)))
+
+
+@functools.cache
+def _package_modules(source: str) -> dict[str, Path]:
+    source = Path(source)
+    modules = {}
+    for path in sorted(source.rglob("*.py")):
+        parts = path.relative_to(source).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join((PACKAGE, *parts))] = path
+    return modules
+
+
+def imported_names(path: str | Path, module: str) -> set[str]:
+    """Dotted names that the file of `module` imports anywhere (top level, functions, classes):
+    `import a.b` gives `a.b`; `from a import b` gives `a` and `a.b` (b may be a submodule)."""
+    tree = ast.parse(Path(path).read_text(encoding="utf-8"), filename=str(path))
+    is_package = Path(path).name == "__init__.py"
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = module.split(".")[: len(module.split(".")) - node.level + is_package]
+                base = ".".join([*parent, base] if base else parent)
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def import_graph(source: str | Path = SOURCE) -> dict[str, set[str]]:
+    """For each module of the package, the package modules its file imports (itself excluded).
+
+    Only the imports written in the file count: not the `__init__` of the packages on the way,
+    which Python runs too (see `closure`), as a package that imports its own submodules would
+    otherwise always be a cycle. Files are read once per process (and `source`).
+    """
+    return {module: set(names) for module, names in _import_graph(str(source)).items()}
+
+
+@functools.cache
+def _import_graph(source: str) -> dict[str, frozenset[str]]:
+    modules = _package_modules(source)
+    return {
+        module: frozenset({n for n in imported_names(path, module) if n in modules} - {module})
+        for module, path in modules.items()
+    }
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Import cycles of `graph`: for each strongly connected set of more than one module (or a
+    module importing itself), its modules in a cycle order, the first one repeated at the end."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(_cycle_order(sorted(component), graph))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _cycle_order(component: list[str], graph: dict[str, set[str]]) -> list[str]:
+    """A path through `component` from its first module back to it (a cycle to print)."""
+    start, members = component[0], set(component)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for other in sorted(graph.get(node, ()) & members):
+            if other == start:
+                return [*paths[node], start]
+            if other not in paths:
+                paths[other] = [*paths[node], other]
+                queue.append(other)
+    return [start, start]
+
+
+def closure(modules: Iterable[str], source: str | Path = SOURCE) -> set[str]:
+    """`modules` and every package module they import, transitively, with the packages on the
+    way (`rewardcond`, `rewardcond.methods` for `rewardcond.methods.dpo`)."""
+    graph, known = _import_graph(str(source)), _package_modules(str(source))
+    seen, todo = set(), list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen or module not in known:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(graph[module])
+    return seen
+
+
+def library(
+    *,
+    scripts: Iterable[str | Path] = (),
+    modules: Iterable[str] = (),
+    method: str | None = None,
+    source: str | Path = SOURCE,
+) -> list[Path]:
+    """The package's source files that a job runs, sorted: those the rule `scripts` import and
+    the package `modules` it runs (e.g. `rewardcond.train` under `accelerate launch`), with
+    everything they import (`closure`); with `method`, also the method's module and what it
+    imports (no other method's module: `rewardcond.methods.get_method` imports only that one)."""
+    known = _package_modules(str(source))
+    names = set(modules)
+    for script in scripts:
+        names |= {name for name in imported_names(script, "__script__") if name in known}
+    if method is not None:
+        names.add(f"{PACKAGE}.{METHODS}.{method_module(method, source)}")
+    unknown = sorted(names - set(known))
+    if unknown:
+        raise KeyError(f"not modules of {PACKAGE}: {unknown}")
+    return sorted(known[module] for module in closure(names, source))
