@@ -10,14 +10,7 @@ localrules:
 
 rule download_base_model:
     input:
-        library=library(
-            "base_models/__init__",
-            "base_models/errors",
-            "base_models/hub",
-            "base_models/package",
-            "base_models/pretrain",
-            "base_models/tiny",
-        ),
+        library=library("base_model.py"),
     output:
         directory("data/models/{name}"),
     wildcard_constraints:
@@ -44,14 +37,7 @@ rule download_base_model:
 rule base_model:
     input:
         unpack(base_model_corpus),
-        library=library(
-            "base_models/__init__",
-            "base_models/errors",
-            "base_models/hub",
-            "base_models/package",
-            "base_models/pretrain",
-            "base_models/tiny",
-        ),
+        library=library("base_model.py"),
     output:
         directory("data/models/{name}"),
     wildcard_constraints:

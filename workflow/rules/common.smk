@@ -6,14 +6,18 @@ import re
 from pathlib import Path, PurePosixPath
 
 
-def config_schema_module():
-    """`rewardcond/config_schema.py` of this checkout, loaded by its path: importing the
-    `rewardcond` package would load torch (seconds) at every Snakemake start."""
-    path = Path(workflow.basedir, "src/rewardcond/config_schema.py")
-    spec = importlib.util.spec_from_file_location("rewardcond_config_schema", path)
+def package_module(name):
+    """The module `rewardcond/<name>.py` of this checkout, loaded by its path (as
+    `rewardcond_<name>`), not from whatever `rewardcond` the Python running Snakemake has
+    installed; only modules that import nothing of the package (config_schema, modules)."""
+    path = Path(workflow.basedir, f"src/rewardcond/{name}.py")
+    spec = importlib.util.spec_from_file_location(f"rewardcond_{name}", path)
     loaded = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(loaded)
     return loaded
+
+
+MODULES = package_module("modules")
 
 
 SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
@@ -38,7 +42,7 @@ def shown_path(path):
 # The schema fills the defaults (as snakemake.utils.validate does) and rejects unknown keys; a
 # mistake stops here with its key path (e.g. `train.lerning_rate`) and the keys allowed there.
 if not workflow.modifier.skip_validation:
-    config_schema_module().validate_config(
+    package_module("config_schema").validate_config(
         config,
         shown_path(Path(workflow.basedir, SCHEMA_FILE)),
         sources=config_sources(),
@@ -57,13 +61,44 @@ RESULTS = f"results/{RUN}"
 SOURCE = config["data"]["source"]
 
 
-def library(*modules):
-    """The source files of `rewardcond` modules a rule imports, so that editing one reruns it.
+def library(script=None, module=None):
+    """The source files of `rewardcond` that a rule runs, so that editing one reruns it (what
+    its `script`, a file of workflow/scripts/, or package `module`, e.g. `rewardcond.train` of a
+    shell rule, imports, found in the source by `rewardcond.modules.library`).
 
-    Snakemake tracks a rule's script but not what the script imports; listing the modules as
-    inputs closes that gap. Names are module paths relative to the package ("data/prepare").
+    Snakemake tracks a rule's script but not what the script imports; these inputs close that
+    gap. Paths are relative to the checkout, as the rest of the rule's inputs.
     """
-    return [f"src/rewardcond/{module}.py" for module in ("__init__", "artifacts", *modules)]
+    return package_files(
+        MODULES.library(
+            scripts=[Path(workflow.basedir, "workflow/scripts", script)] if script else [],
+            modules=[module] if module else [],
+            source=Path(workflow.basedir, "src/rewardcond"),
+        )
+    )
+
+
+def method_library(script=None, module=None):
+    """`library` for the jobs of one method (the `{method}` wildcard), plus the method's own
+    module and what it imports, and no other method's module, so that editing `methods/dpo.py`
+    reruns only dpo's jobs and what reads them."""
+
+    def for_method(wildcards):
+        return package_files(
+            MODULES.library(
+                scripts=[Path(workflow.basedir, "workflow/scripts", script)] if script else [],
+                modules=[module] if module else [],
+                method=wildcards.method,
+                source=Path(workflow.basedir, "src/rewardcond"),
+            )
+        )
+
+    return for_method
+
+
+def package_files(paths):
+    """`paths` (absolute) relative to the checkout, as the workflow names its inputs."""
+    return [str(Path(path).relative_to(workflow.basedir)) for path in paths]
 
 
 def data_files():
@@ -78,7 +113,7 @@ def data_sha256():
     keys) is not needed; a name that is no file of `data.files` or `data.cnndm_files` is a typo
     and an error."""
     data = config["data"]
-    schema = config_schema_module().load_schema(Path(workflow.basedir, SCHEMA_FILE))
+    schema = package_module("config_schema").load_schema(Path(workflow.basedir, SCHEMA_FILE))
     defaults = schema["properties"]["data"]["properties"]
     known = {*data["files"], *data["cnndm_files"]}
     known |= {*defaults["files"]["default"], *defaults["cnndm_files"]["default"]}
@@ -173,7 +208,7 @@ def hub_models():
 
 
 def hub_model_name(hub_id):
-    """`org/name` -> `org--name`, as rewardcond.hub.hub_model_name (and the HF cache) name it."""
+    """`org/name` -> `org--name`, as the Hugging Face cache names its folders."""
     return "--".join(PurePosixPath(hub_id).parts)
 
 
@@ -200,7 +235,8 @@ def reward_model_input(wildcards):
 
 
 def reward_model_scorer_params():
-    """Keyword arguments of `rewardcond.scoring.load_scorer` for the configured reward model."""
+    """Keyword arguments of `rewardcond.reward_models.scoring.load_scorer` for the configured
+    reward model."""
     section = config["reward_model"]
     if section["kind"] == "train":
         return {
@@ -229,13 +265,6 @@ if config["evaluate"]["main_method"] not in METHODS:
         f"evaluate.main_method: {config['evaluate']['main_method']!r} is not one of methods "
         f"{METHODS}; the verdict compares it with every other method"
     )
-# Every module of the methods package is imported (and registers itself) whenever one is used.
-METHOD_MODULES = [
-    f"methods/{path.stem}"
-    for path in sorted(Path(workflow.basedir, "src/rewardcond/methods").glob("*.py"))
-]
-
-
 wildcard_constraints:
     method="|".join(re.escape(method) for method in METHODS),
 

@@ -10,7 +10,7 @@ localrules:
 
 rule download:
     input:
-        library("data/__init__", "data/download"),
+        library=library("download.py"),
     output:
         "data/raw/openai/manifest.json",
     params:
@@ -30,9 +30,9 @@ rule download:
         "../scripts/download.py"
 
 
-rule generate:
+rule synthetic_world:
     input:
-        library("data/__init__", "data/synthetic"),
+        library=library("synthetic_world.py"),
     output:
         manifest="data/raw/synthetic/manifest.json",
         gold="data/raw/synthetic/gold.jsonl",
@@ -40,18 +40,18 @@ rule generate:
         world=config["synthetic"],
         seed=config["seed"],
     log:
-        "logs/generate/synthetic.log",
+        "logs/synthetic_world/synthetic.log",
     benchmark:
-        "benchmarks/generate/synthetic.tsv"
+        "benchmarks/synthetic_world/synthetic.tsv"
     conda:
         "../envs/rewardcond.yaml"
     script:
-        "../scripts/generate.py"
+        "../scripts/synthetic_world.py"
 
 
 rule prepare:
     input:
-        library("data/__init__", "data/prepare", "data/synthetic"),
+        library=library("prepare.py"),
         manifest="data/raw/{source}/manifest.json",
     output:
         posts="data/prepared/{source}/posts.parquet",

@@ -9,9 +9,9 @@ rule evaluate:
         generations=f"{RESULTS}/generations/{{method}}.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
         gold=gold_reward_file(),
-        library=library(
-            "evaluation", "metrics/rouge/rouge", "reward_model", "scoring", "hub", "data/synthetic"
-        ),
+        # The ROUGE metric script, which `evaluate` loads by its path, not by an import.
+        rouge="src/rewardcond/metrics/rouge/rouge.py",
+        library=library("evaluate.py"),
     output:
         f"{RESULTS}/evaluated/{{method}}.parquet",
     params:
@@ -40,7 +40,7 @@ rule score_references:
         unpack(reward_model_input),
         prompts=f"{RESULTS}/eval_prompts.parquet",
         gold=gold_reward_file(),
-        library=library("evaluation", "reward_model", "scoring", "hub", "data/synthetic"),
+        library=library("score_references.py"),
     output:
         f"{RESULTS}/evaluated/references.parquet",
     params:
@@ -70,7 +70,7 @@ rule publish:
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
-        library=library("evaluation", "report"),
+        library=library("publish.py"),
     output:
         summary=report(
             f"{RESULTS}/tables/summary.csv", caption="../report/summary.rst", category="Tables"

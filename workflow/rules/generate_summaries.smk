@@ -8,17 +8,10 @@ rule generate_summaries:
         model=f"{RESULTS}/models/{{method}}",
         prompts=f"{RESULTS}/eval_prompts.parquet",
         targets=f"{RESULTS}/targets.json",
-        library=library(
-            "batching",
-            "distributed",
-            "generation",
-            "modeling",
-            "scalers",
-            "generate",
-            *METHOD_MODULES,
-        ),
+        library=method_library("generate_summaries.py"),
     output:
-        f"{RESULTS}/generations/shards/{{method}}.{{scatteritem}}.parquet",
+        # Temporary: deleted once merged into generations/{method}.parquet.
+        temp(f"{RESULTS}/generations/shards/{{method}}.{{scatteritem}}.parquet"),
     wildcard_constraints:
         method=alternation(TRAINED_METHODS),
     params:
@@ -49,7 +42,7 @@ localrules:
 rule merge_generations:
     input:
         shards=gather.generate(f"{RESULTS}/generations/shards/{{{{method}}}}.{{scatteritem}}.parquet"),
-        library=library("distributed", "generate"),
+        library=library("merge_generations.py"),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
     wildcard_constraints:
@@ -64,24 +57,15 @@ rule merge_generations:
         "../scripts/merge_generations.py"
 
 
-# Best-of-N: N sampled summaries per prompt from the sft model, the reward model keeps the best.
+# Best-of-N: N sampled summaries per prompt from the sft model, the reward model keeps the best;
+# the same script as generate_summaries, unsharded (it takes the reward model as `scorer`).
 rule generate_best_of_n:
     input:
         unpack(reward_model_input),
         model=f"{RESULTS}/models/sft",
         prompts=f"{RESULTS}/eval_prompts.parquet",
         targets=f"{RESULTS}/targets.json",
-        library=library(
-            "batching",
-            "generation",
-            "modeling",
-            "scalers",
-            "generate",
-            "scoring",
-            "hub",
-            "reward_model",
-            *METHOD_MODULES,
-        ),
+        library=method_library("generate_summaries.py"),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
     wildcard_constraints:
@@ -107,4 +91,4 @@ rule generate_best_of_n:
     benchmark:
         "benchmarks/generate_best_of_n/{method}.tsv"
     script:
-        "../scripts/generate_best_of_n.py"
+        "../scripts/generate_summaries.py"

@@ -9,7 +9,7 @@ localrules:
 
 rule download_hub_model:
     input:
-        library=library("hub"),
+        library=library("download_hub_model.py"),
     output:
         directory("data/hub_models/{name}"),
     wildcard_constraints:

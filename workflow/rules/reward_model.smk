@@ -7,7 +7,7 @@ rule train_reward_model:
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         base=f"data/models/{config['reward_model']['train']['base']}",
-        library=library("reward_model", "scoring", "hub"),
+        library=library("train_reward_model.py"),
     output:
         model=directory(f"{RESULTS}/reward_model/model"),
     params:
@@ -38,10 +38,11 @@ rule score_completions:
         unpack(reward_model_input),
         completions=f"data/prepared/{SOURCE}/completions.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
-        library=library("distributed", "reward_model", "scoring", "hub"),
+        library=library("score_completions.py"),
     output:
-        scored=f"{RESULTS}/scored/shards/completions.{{scatteritem}}.parquet",
-        report=f"{RESULTS}/scored/shards/report.{{scatteritem}}.json",
+        # Temporary: deleted once merged into scored/completions.parquet and report.json.
+        scored=temp(f"{RESULTS}/scored/shards/completions.{{scatteritem}}.parquet"),
+        report=temp(f"{RESULTS}/scored/shards/report.{{scatteritem}}.json"),
     params:
         scorer=reward_model_scorer_params(),
         cnndm_template=cnndm_template,
@@ -69,7 +70,7 @@ rule merge_scored_completions:
     input:
         scored=gather.score(f"{RESULTS}/scored/shards/completions.{{scatteritem}}.parquet"),
         reports=gather.score(f"{RESULTS}/scored/shards/report.{{scatteritem}}.json"),
-        library=library("distributed", "reward_model", "scoring", "hub"),
+        library=library("merge_scored_completions.py"),
     output:
         scored=f"{RESULTS}/scored/completions.parquet",
         report=f"{RESULTS}/scored/report.json",
@@ -88,7 +89,7 @@ rule reward_model_accuracy:
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         scored=f"{RESULTS}/scored/completions.parquet",
         data_report=f"data/prepared/{SOURCE}/report.json",
-        library=library("evaluation", "reward_model", "scoring", "hub"),
+        library=library("reward_model_accuracy.py"),
     output:
         csv=f"{RESULTS}/reward_model/accuracy.csv",
         md=f"{RESULTS}/reward_model/accuracy.md",

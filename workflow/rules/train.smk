@@ -7,9 +7,7 @@ rule train:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
         base=method_start,
         accelerate_config=config["scale"]["accelerate_config"],
-        library=library(
-            "batching", "distributed", "generation", "modeling", "scalers", "train", *METHOD_MODULES
-        ),
+        library=method_library(module="rewardcond.train"),
     output:
         directory(f"{RESULTS}/models/{{method}}"),
     wildcard_constraints:

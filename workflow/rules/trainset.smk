@@ -7,7 +7,7 @@ rule trainset:
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         base=method_base_model,
-        library=library("batching", "trainset", *METHOD_MODULES),
+        library=method_library("trainset.py"),
     output:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
         report=f"{RESULTS}/trainsets/{{method}}.json",
@@ -31,7 +31,7 @@ rule targets:
         scored=f"{RESULTS}/scored/completions.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         base=f"data/models/{config['train']['base_model']}",
-        library=library("batching", "trainset", *METHOD_MODULES),
+        library=library("targets.py"),
     output:
         f"{RESULTS}/targets.json",
     params:
@@ -52,7 +52,7 @@ rule targets:
 rule eval_prompts:
     input:
         posts=f"data/prepared/{SOURCE}/posts.parquet",
-        library=library("batching", "trainset", *METHOD_MODULES),
+        library=library("eval_prompts.py"),
     output:
         f"{RESULTS}/eval_prompts.parquet",
     params:

@@ -1,4 +1,4 @@
-"""Rule generate: write the synthetic TL;DR world into data/raw/synthetic/."""
+"""Rule synthetic_world: write the synthetic TL;DR world into data/raw/synthetic/."""
 
 from pathlib import Path
 
