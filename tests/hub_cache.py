@@ -2,7 +2,7 @@
 
 The rehearsal of the default config (tests/test_rehearsal.py) runs with `HF_HUB_OFFLINE=1` and
 `HF_HUB_CACHE` pointed at a folder these builders fill in the hub's own cache layout, so that the
-project's own loading code (`rewardcond.base_models.hub`, `rewardcond.scoring`) resolves the
+project's own loading code (`rewardcond.hub`, through which every hub model loads) resolves the
 pinned ids and revisions exactly as it would after a real download:
 
     models--<org>--<name>/

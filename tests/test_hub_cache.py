@@ -32,7 +32,7 @@ def recording_load(*args, **kwargs):
     return real_load(*args, **kwargs)
 torch.load = recording_load
 from rewardcond.base_models.hub import load_from_hub
-from rewardcond.scoring import load_scorer
+from rewardcond.reward_models.scoring import load_scorer
 gpt2, gpt2_tokenizer, info = load_from_hub({gpt2!r}, {gpt2_revision!r})
 scorer = load_scorer(kind="pretrained", path_or_hub_id={rm!r}, revision={rm_revision!r},
                      template="POST: {{post}}\\n\\nTL;DR:", device="cpu", progress=False)
@@ -97,7 +97,7 @@ def test_stand_ins_load_offline_from_the_pinned_revisions(tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["gpt2"] == [
         "GPT2LMHeadModel",
-        {"from_cache": True},
+        {"identity": f"{GPT2_ID}@{REVISIONS[GPT2_ID]}"},
         "<|endoftext|>",
         None,  # GPT-2 has no pad token; the base_model rule gives it EOS
         1024,

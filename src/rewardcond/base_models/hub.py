@@ -1,4 +1,5 @@
-"""Base models from the Hugging Face Hub, at a pinned revision."""
+"""Base models from the Hugging Face Hub, at a pinned revision, loaded as every hub model is
+(`rewardcond.hub.local_snapshot`: the local cache first, then the hub once, with a time-out)."""
 
 from __future__ import annotations
 
@@ -6,39 +7,30 @@ from typing import Any
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from rewardcond.base_models.errors import OFFLINE_DEMO_HINT, SourceUnavailableError
+from rewardcond.base_models.errors import SourceUnavailableError
+from rewardcond.hub import HubModelUnavailableError, local_snapshot
 
 
 def load_from_hub(
     hub_id: str, revision: str, *, cache_dir: str | None = None
 ) -> tuple[PreTrainedModel, Any, dict[str, Any]]:
-    """Model (safetensors weights only, no remote code) and tokenizer of `hub_id` at `revision`.
+    """Model (safetensors weights only, no remote code) and tokenizer of `hub_id` at `revision`,
+    and `{"identity": "hub_id@revision"}` for the manifest.
 
-    The Hugging Face cache is tried first, so a machine that has the files works offline. Else
-    one quick metadata request checks that the hub answers before anything is downloaded: an
-    unreachable hub (offline mode, no network) fails within seconds, not after minutes of
-    retries, and never falls back to another model.
+    The Hugging Face cache is tried first (no request), so a machine that has the files works
+    offline; else the hub is asked once, within `rewardcond.hub.TIMEOUT_S`, before anything is
+    downloaded, and nothing ever falls back to another model.
+
+    Raises:
+        SourceUnavailableError: with `rewardcond.hub`'s message (the model, the revision, what
+            to do and the offline demo), when the model is neither cached nor reachable.
     """
-    kwargs = {"revision": revision, "cache_dir": cache_dir}
     try:
-        return (*_load(hub_id, local_files_only=True, **kwargs), {"from_cache": True})
-    except OSError:
-        pass
-    from huggingface_hub import HfApi
-
-    try:
-        info = HfApi().model_info(hub_id, revision=revision, timeout=10)
-    except Exception as err:  # offline mode, DNS, connection, unknown repo or revision
-        raise SourceUnavailableError(
-            f"base model {hub_id!r} at revision {revision!r} is not in the Hugging Face cache "
-            f"and the hub could not be reached ({type(err).__name__}: {err}). {OFFLINE_DEMO_HINT}"
-        ) from err
-    return (*_load(hub_id, **kwargs), {"from_cache": False, "hub_sha": info.sha})
-
-
-def _load(hub_id: str, **kwargs: Any) -> tuple[PreTrainedModel, Any]:
+        folder = local_snapshot(hub_id, revision, what="base model", cache_dir=cache_dir)
+    except HubModelUnavailableError as error:
+        raise SourceUnavailableError(str(error)) from error
     model = AutoModelForCausalLM.from_pretrained(
-        hub_id, use_safetensors=True, trust_remote_code=False, **kwargs
+        folder, use_safetensors=True, trust_remote_code=False
     )
-    tokenizer = AutoTokenizer.from_pretrained(hub_id, trust_remote_code=False, **kwargs)
-    return model, tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return model, tokenizer, {"identity": f"{hub_id}@{revision}"}
