@@ -67,7 +67,9 @@ def verdict_lines(
     tables: Mapping[str, pd.DataFrame], level: float, main_method: str | None = None
 ) -> list[str]:
     """The REPORT's verdict, one Markdown bullet per finding, computed from the tables. Without
-    any gold reward (real data) one line says so and no gold metric is mentioned."""
+    any gold reward (real data) one line says so and no gold metric is mentioned. The best
+    calibration is crowned only when its pooled Spearman is above 0: a target reward that the
+    achieved one ignores or falls with is no calibration."""
     winrate, correlation, comparisons = (
         tables["winrate"],
         tables["correlation"],
@@ -101,6 +103,16 @@ def verdict_lines(
             continue
         best = usable.loc[usable[column].idxmax()]
         target = best.get("target_name", NO_TARGET)
+        if metric == "spearman_pooled" and not best[column] > 0:
+            # Asking for more reward gives no more (or less): nothing to crown, however it ranks.
+            line = (
+                f"No method is calibrated: the highest {METRIC_LABELS[metric]} is "
+                f"{fmt(best[column])} {_interval(best[low], best[high], level)} "
+                f"({method_label(best['method'], target)}), not above 0: asking for a higher "
+                "reward does not give a higher one."
+            )
+            lines.append(line + (f" Not ranked: {unranked}." if unranked else ""))
+            continue
         line = (
             f"{title}: **{method_label(best['method'], target)}** with "
             f"{fmt(best[column])} {_interval(best[low], best[high], level)}"
