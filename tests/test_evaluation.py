@@ -1,4 +1,4 @@
-"""Per-row metrics of rewardcond.evaluation and the statistics of rewardcond.stats."""
+"""Per-row metrics and the scoring of generations and references (rewardcond.evaluation)."""
 
 import json
 import math
@@ -13,7 +13,6 @@ from rewardcond.evaluation.generations import evaluate_generations, evaluate_ref
 from rewardcond.evaluation.metrics import ROUGE_TYPES, distinct_n, rouge_scores, win_indicator
 from rewardcond.evaluation.summary import read_benchmark_seconds
 from rewardcond.evaluation.targets import load_targets
-from rewardcond.stats import bootstrap_ci, paired_difference, spearman, spearman_per_prompt
 from rewardcond.tables import GENERATION_COLUMNS
 
 PROMPTS = pd.DataFrame(
@@ -101,55 +100,11 @@ def test_distinct_n_counts_unique_word_ngrams():
     assert math.isnan(distinct_n(["one"], 2))
 
 
-def test_bootstrap_ci_contains_mean_and_is_seeded():
-    values = np.random.default_rng(1).normal(3.0, 1.0, size=200)
-    low, high = bootstrap_ci(values, n_resamples=500, seed=7)
-    assert low < values.mean() < high
-    assert 0.1 < high - low < 0.5  # about 2 x 1.96 x 1 / sqrt(200) = 0.28
-    assert bootstrap_ci(values, n_resamples=500, seed=7) == (low, high)
-    assert bootstrap_ci(values, n_resamples=500, seed=8) != (low, high)
-
-
-def test_bootstrap_ci_resamples_whole_groups():
-    # Two prompts, each repeated 50 times: resampling prompts gives only 3 possible means.
-    values = np.array([0.0] * 50 + [1.0] * 50)
-    groups = ["a"] * 50 + ["b"] * 50
-    low, high = bootstrap_ci(values, groups, n_resamples=400, seed=0)
-    assert (low, high) == (0.0, 1.0)
-    row_low, row_high = bootstrap_ci(values, n_resamples=400, seed=0)
-    assert 0.3 < row_low < 0.5 < row_high < 0.7
-    with pytest.raises(ValueError, match="NaN"):
-        bootstrap_ci([1.0, np.nan])
-
-
-def test_spearman_pooled_and_per_prompt_on_a_known_case():
-    frame = pd.DataFrame(
-        {
-            "post_id": ["A"] * 3 + ["B"] * 3 + ["C"] * 3,
-            "target": [1, 2, 3] * 3,
-            "achieved": [1, 2, 3, 4, 6, 5, 7, 7, 7],
-        }
-    )
-    two = frame[frame["post_id"] != "C"]
-    # Ranks: x (1.5, 3.5, 5.5) twice, y 1..6 -> 6 / sqrt(16 x 17.5).
-    assert spearman(two["target"], two["achieved"]) == pytest.approx(6 / math.sqrt(280))
-    mean, n_prompts = spearman_per_prompt(frame, "target", "achieved")
-    assert (mean, n_prompts) == (pytest.approx((1.0 + 0.5) / 2), 2)  # C is constant: left out
-    assert math.isnan(spearman([1, 1], [1, 2]))
-
-
 def test_win_indicator_counts_ties_as_half():
     wins = win_indicator([2.0, 1.0, 1.0, np.nan], [1.0, 1.0, 2.0, 0.0])
     np.testing.assert_array_equal(wins[:3], [1.0, 0.5, 0.0])
     assert np.isnan(wins[3])
     assert np.nanmean(wins) == pytest.approx(0.5)
-
-
-def test_paired_difference_uses_shared_prompts():
-    a = pd.Series([1.0, 2.0, 3.0, 9.0], index=["p1", "p2", "p3", "only_a"])
-    b = pd.Series([0.5, 1.5, 2.5], index=["p1", "p2", "p3"])
-    difference, low, high, n_prompts = paired_difference(a, b, n_resamples=200)
-    assert (difference, low, high, n_prompts) == (0.5, 0.5, 0.5, 3)
 
 
 def test_evaluate_generations_adds_reward_gold_and_rouge():

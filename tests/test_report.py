@@ -404,18 +404,21 @@ def test_a_target_blind_method_has_an_undefined_correlation_with_its_reason():
     assert correlation.loc["scalar", ["spearman_note", "spearman_gold_note"]].tolist() == ["", ""]
 
 
-def test_the_verdict_never_crowns_an_undefined_correlation():
+def test_the_verdict_never_crowns_an_undefined_or_a_negative_correlation():
     tables = degenerate_tables()
     lines = verdict_lines(tables, 0.95, "scalar")
-    calibration = next(line for line in lines if line.startswith("Best calibration"))
+    # scalar's is the only Spearman left (text's is undefined), and it is negative: no crown.
+    (calibration,) = [line for line in lines if "pooled Spearman(target, achieved)" in line]
     assert calibration.startswith(
-        "Best calibration (pooled Spearman(target, achieved), in-range targets): **scalar** "
-        "with -0.866"
+        "No method is calibrated: the highest calibration (pooled Spearman(target, achieved), "
+        "in-range targets) is -0.866 [95% CI "
     )
     assert calibration.endswith(
-        "; no other method to compare with. Not ranked: text (undefined: the reward-model score "
-        "is the same at every target within each of its 8 prompts)."
+        "(scalar), not above 0: asking for a higher reward does not give a higher one. Not "
+        "ranked: text (undefined: the reward-model score is the same at every target within each "
+        "of its 8 prompts)."
     )
+    assert not any(line.startswith("Best calibration") for line in lines)
     assert not any("**text**" in line for line in lines)
     assert not any(line.startswith("Proxy and gold") and "text" in line for line in lines)
     comparisons = tables["comparisons"]
@@ -479,3 +482,62 @@ def test_report_shows_the_undefined_figure_as_nan_with_its_reason(tmp_path):
     csv = pd.read_csv(tmp_path / "results" / "tables" / "correlation.csv").set_index("method")
     assert np.isnan(csv.loc["text", "spearman_pooled"])
     assert csv.loc["text", "spearman_note"].startswith("undefined: the reward-model score")
+
+
+def test_calibration_error_is_the_mean_absolute_error_of_the_per_target_means():
+    frames, references = make_world()
+    # A constant achieved reward of -0.25 at the in-range targets -1 and 0: off by +0.75 and
+    # -0.25, a mean absolute error of 0.5 (a signed mean would give 0.25).
+    frames[0]["reward"] = -0.25
+    tables = build_tables(combine(frames, references, TARGETS), TARGETS, SETTINGS)
+    correlation = tables["correlation"].set_index("method")
+    assert correlation.loc["scalar", "calibration_mae"] == 0.5
+
+
+INTERVALS = {
+    "summary": ["achieved_reward", "gold_reward", "winrate_rm", "winrate_gold"],
+    "correlation": ["spearman_pooled", "spearman_gold_pooled"],
+    "comparisons": [""],
+}
+
+
+def test_the_tables_have_intervals_at_the_configured_level(tmp_path):
+    frame = combine(*make_world(), TARGETS)
+    tables = {
+        level: build_tables(frame, TARGETS, BootstrapSettings(200, level, 3), main_method="scalar")
+        for level in (0.5, 0.95)
+    }
+    for name, prefixes in INTERVALS.items():
+        narrow, wide = tables[0.5][name], tables[0.95][name]
+        for prefix in prefixes:
+            low, high = f"{prefix}_ci_low".lstrip("_"), f"{prefix}_ci_high".lstrip("_")
+            defined = wide[low].notna() & (wide[low] < wide[high])
+            assert defined.any(), (name, prefix)
+            assert (narrow[low][defined] >= wide[low][defined]).all(), (name, prefix)
+            assert (narrow[high][defined] <= wide[high][defined]).all(), (name, prefix)
+            width = (narrow[high] - narrow[low])[defined].sum()
+            assert width < 0.8 * (wide[high] - wide[low])[defined].sum(), (name, prefix)
+    # publish passes its level on: its tables are those of that level, and the REPORT says so.
+    frames, references = make_world()
+    paths = []
+    for frame_ in frames:
+        paths.append(tmp_path / f"{frame_['method'].iloc[0]}.parquet")
+        write_parquet(paths[-1], frame_)
+    write_parquet(tmp_path / "references.parquet", references)
+    write_targets(tmp_path / "targets.json")
+    published = publish(
+        evaluated=paths,
+        references=tmp_path / "references.parquet",
+        targets=tmp_path / "targets.json",
+        results=tmp_path / "results",
+        benchmarks=tmp_path / "benchmarks",
+        n_resamples=200,
+        level=0.5,
+        seed=3,
+        main_method="scalar",
+    )
+    for name in INTERVALS:
+        pd.testing.assert_frame_equal(published[name], tables[0.5][name])
+    report = (tmp_path / "results" / "REPORT.md").read_text()
+    assert "- Intervals: 50% percentile bootstrap over prompts;" in report
+    assert "[50% CI " in report and "[95% CI " not in report

@@ -9,12 +9,15 @@ Tibshirani 1993, ch. 13).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+log = logging.getLogger(__name__)
 
 #: The fewest prompts a figure must rest on to be ranked (crowned in the verdict, led in
 #: `compare_methods`); for a Spearman(target, achieved), the prompts on which the achieved reward
@@ -32,11 +35,34 @@ class BootstrapSettings:
     seed: int = 0
 
 
-def _percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
-    samples = samples[np.isfinite(samples)]
+def percentile_interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval at `level` (e.g. 0.95: the 2.5% and 97.5% quantiles) of bootstrap
+    `samples` of a statistic.
+
+    A statistic can be undefined on some resamples (NaN: a Spearman of a resample whose targets
+    or scores are all equal). Those resamples are left out, and a warning says how many, as long
+    as they are at most (1 - level) / 2 of all: no more than one tail. With more, the interval
+    is (NaN, NaN): the undefined resamples could be a whole tail, so no interval at `level` can
+    be placed. No samples at all also give (NaN, NaN).
+    """
+    samples = np.asarray(samples, dtype=np.float64)
+    undefined = int((~np.isfinite(samples)).sum())
+    alpha = (1.0 - level) / 2.0
+    if undefined:
+        placed = undefined <= alpha * samples.size
+        log.warning(
+            "%d of %d bootstrap resamples have no value (NaN); %s",
+            undefined,
+            samples.size,
+            "left out of the interval"
+            if placed
+            else f"more than (1 - level) / 2 = {alpha:g} of them: the interval is NaN",
+        )
+        if not placed:
+            return float("nan"), float("nan")
+        samples = samples[np.isfinite(samples)]
     if samples.size == 0:
         return float("nan"), float("nan")
-    alpha = (1.0 - level) / 2.0
     low, high = np.quantile(samples, [alpha, 1.0 - alpha])
     return float(low), float(high)
 
@@ -69,7 +95,7 @@ def bootstrap_ci(
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(sums), size=(n_resamples, len(sums)))
     samples = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    return _percentile_interval(samples, level)
+    return percentile_interval(samples, level)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -123,7 +149,7 @@ def prompt_bootstrap(
             take = np.concatenate([index[post_id] for post_id in drawn])
             resampled.append({column: values[take] for column, values in array.items()})
         samples[i] = statistic(*resampled)
-    return _percentile_interval(samples, level)
+    return percentile_interval(samples, level)
 
 
 def paired_difference(
