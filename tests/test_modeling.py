@@ -473,18 +473,34 @@ def test_sampling_with_several_sequences_per_row_and_targets_above_range(conditi
     model, tokenizer = conditioned
     model.scaler = make_scaler("minmax").fit([0.0, 1.0])
     input_ids, attention_mask, _ = pad(encode(tokenizer), tokenizer.pad_token_id, "left")
-    torch.manual_seed(0)
-    output = model.generate(
-        input_ids,
-        attention_mask=attention_mask,
-        target_rewards=torch.tensor([0.0, 1.0, 5.0]),
-        do_sample=True,
-        num_return_sequences=2,
-        max_new_tokens=4,
-        min_new_tokens=4,
-        pad_token_id=0,
-    )
-    assert output.shape == (6, input_ids.shape[1] + 4)
+
+    def sample(targets):
+        torch.manual_seed(0)
+        return model.generate(
+            input_ids,
+            attention_mask=attention_mask,
+            target_rewards=torch.tensor(targets),
+            do_sample=True,
+            num_return_sequences=2,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            pad_token_id=0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+
+    above, inside = sample([0.0, 1.0, 5.0]), sample([0.0, 1.0, 1.0])
+    width = input_ids.shape[1]
+    # Each prompt's two sequences follow it, in order, with 4 new tokens each.
+    assert torch.equal(above.sequences[:, :width], input_ids.repeat_interleave(2, dim=0))
+    assert above.sequences.shape == (6, width + 4)
+    # The first step's logits: the two sequences of a prompt share them, since they share its
+    # target; a target above the training range (5 = 5x the scaler's maximum) changes them.
+    first = above.logits[0]
+    for row in range(3):
+        assert torch.equal(first[2 * row], first[2 * row + 1]), row
+    torch.testing.assert_close(first[:4], inside.logits[0][:4])
+    assert (first[4] - inside.logits[0][4]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -564,7 +580,8 @@ def test_bf16_on_cuda_trains_and_generates(tiny_tokenizer):
     loss.backward()
     assert torch.isfinite(loss) and model.reward_embedding.weight.grad is not None
     completions = complete(model, tiny_tokenizer, TEXTS, REWARDS.tolist(), max_new_tokens=4)
-    assert [len(c.token_ids) <= 4 for c in completions] == [True] * 3
+    assert [c.finished or len(c.token_ids) == 4 for c in completions] == [True] * 3
+    assert [tiny_tokenizer.eos_token_id in c.token_ids for c in completions] == [False] * 3
 
 
 DECODING = {

@@ -25,7 +25,15 @@ def test_readme_library_example_runs(tiny_tokenizer, monkeypatch, tmp_path, caps
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(compile(library_example(), str(README), "exec"), namespace)
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["0.0", "3.0"]
-    assert [len(c.token_ids) <= 32 for c in namespace["completions"]] == [True, True]
+    completions = namespace["completions"]
+    assert capsys.readouterr().out.splitlines() == [
+        f"{target} {completion.text!r} {completion.finished}"
+        for target, completion in zip([0.0, 3.0], completions, strict=True)
+    ]
+    for completion in completions:
+        # Stopped at EOS (dropped), or ran the full 32 tokens; the text is those tokens.
+        assert completion.finished or len(completion.token_ids) == 32
+        assert tiny_tokenizer.eos_token_id not in completion.token_ids
+        assert completion.text == tiny_tokenizer.decode(completion.token_ids)
     assert type(namespace["model"]).__name__ == "RewardConditionedLM"
     assert namespace["model"].scaler == namespace["scaler"]

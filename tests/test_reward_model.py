@@ -66,15 +66,6 @@ def test_pairwise_loss_matches_hand_computation():
     assert pairwise_loss(chosen, rejected).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_forward_with_labels_returns_pairwise_loss(tiny_tokenizer):
-    model = tiny_reward_model(tiny_tokenizer)
-    ids = torch.tensor([[5, 6, 7], [8, 9, 10], [11, 12, 13], [14, 15, 16]])
-    out = model(ids, labels=torch.zeros(4))
-    rewards = out.logits[:, 0]
-    assert out.logits.shape == (4, 1)
-    assert out.loss.item() == pytest.approx(pairwise_loss(rewards[0::2], rewards[1::2]).item())
-
-
 def test_comparison_pairs_puts_the_choice_first():
     comparisons = toy_comparisons(toy_posts(4))
     pairs = comparison_pairs(comparisons)

@@ -21,7 +21,6 @@ from rewardcond.batching import count_tokens, require_eos_token
 from rewardcond.methods.base import Method, register
 from rewardcond.tables import comparison_pairs
 
-PAIR_COLUMNS = ["post_id", "prompt", "chosen", "rejected"]
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 
 

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 REWARD_MODEL_NOTE = "the run's trained reward model (`reward_model/model/manifest.json`)"
 TABLES = ("summary", "correlation", "winrate", "comparisons")
+#: The figures under `plots/`, `<name>.png` each.
 PLOTS = ("calibration", "reward_distribution", "overoptimisation", "winrate")
 ANCHORS = """\
 Figures from other setups, for orientation only; none of them was measured on this run's data,
@@ -304,11 +305,11 @@ def publish(
             results / "tables" / f"{name}.md",
             title=titles[name],
         )
-    plots = results / "plots"
-    plot_calibration(tables["summary"], reference_frame["reward"].mean(), plots / "calibration.png")
-    plot_reward_distribution(frame, targets_list, plots / "reward_distribution.png")
-    plot_overoptimisation(tables["summary"], plots / "overoptimisation.png")
-    plot_winrate(tables["winrate"], plots / "winrate.png")
+    plots = {name: results / "plots" / f"{name}.png" for name in PLOTS}
+    plot_calibration(tables["summary"], reference_frame["reward"].mean(), plots["calibration"])
+    plot_reward_distribution(frame, targets_list, plots["reward_distribution"])
+    plot_overoptimisation(tables["summary"], plots["overoptimisation"])
+    plot_winrate(tables["winrate"], plots["winrate"])
     report = render_report(
         tables,
         setup=setup or {},

@@ -51,8 +51,8 @@ class RewardModelConfig(PreTrainedConfig):
 class RewardModel(PreTrainedModel):
     """A transformer backbone plus a scalar head read at the last non-pad token.
 
-    `forward` returns `SequenceClassifierOutput(logits=rewards[:, None])`; `loss` is the pairwise
-    loss when `labels` is given (see `pairwise_loss`: rows 2i and 2i+1 are a chosen/rejected pair).
+    `forward` returns `SequenceClassifierOutput(logits=rewards[:, None])`, rewards of shape
+    (batch,); training computes `pairwise_loss` on them itself.
     """
 
     config_class = RewardModelConfig
@@ -98,7 +98,6 @@ class RewardModel(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
         if attention_mask is None:
@@ -114,10 +113,7 @@ class RewardModel(PreTrainedModel):
         ).last_hidden_state
         last = last_token_index(attention_mask)
         rewards = self.score(hidden[torch.arange(hidden.shape[0], device=hidden.device), last])
-        loss = None
-        if labels is not None:
-            loss = pairwise_loss(rewards[0::2, 0], rewards[1::2, 0])
-        return SequenceClassifierOutput(loss=loss, logits=rewards)
+        return SequenceClassifierOutput(logits=rewards)
 
 
 AutoConfig.register(RewardModelConfig.model_type, RewardModelConfig)
