@@ -49,19 +49,49 @@ def edit(module: Path) -> None:
 
 
 def test_editing_the_report_module_reruns_only_publishing(demo):
-    edit(demo / "src/rewardcond/report.py")
+    edit(demo / "src/rewardcond/report/render.py")
     assert jobs_to_run(demo) == {"publish": 1, "all": 1}
 
 
-def test_editing_the_evaluation_module_reruns_the_stages_that_use_it(demo):
-    edit(demo / "src/rewardcond/evaluation.py")
+def test_editing_an_evaluation_module_reruns_the_stages_that_use_it(demo):
+    edit(demo / "src/rewardcond/evaluation/metrics.py")
     assert jobs_to_run(demo) == {
         "evaluate": n_methods(demo),
         "score_references": 1,
-        "reward_model_accuracy": 1,
         "publish": 1,
         "all": 1,
     }
+
+
+def test_editing_the_statistics_reruns_the_tables_that_use_them(demo):
+    edit(demo / "src/rewardcond/stats.py")
+    assert jobs_to_run(demo) == {"reward_model_accuracy": 1, "publish": 1, "all": 1}
+
+
+def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
+    edit(demo / "src/rewardcond/methods/dpo.py")
+    assert jobs_to_run(demo) == {
+        "trainset": 1,
+        "train": 1,
+        "generate_summaries": 1,
+        "merge_generations": 1,
+        "evaluate": 1,
+        "publish": 1,
+        "all": 1,
+    }
+    (demo / "src/rewardcond/methods/dpo.py").write_text(
+        (demo / "src/rewardcond/methods/dpo.py").read_text().removesuffix("\n# an edit\n")
+    )
+    edit(demo / "src/rewardcond/methods/bon.py")  # bon4 and bon16 are one family, one module
+    assert jobs_to_run(demo) == {"generate_best_of_n": 2, "evaluate": 2, "publish": 1, "all": 1}
+
+
+def test_shard_outputs_are_deleted_once_merged(demo):
+    results = demo / "results/demo"
+    assert (results / "scored/completions.parquet").is_file()
+    assert n_methods(demo) > 0
+    assert list(results.glob("scored/shards/*")) == []
+    assert list(results.glob("generations/shards/*")) == []
 
 
 def test_changing_a_publishing_parameter_reruns_only_publishing(demo, tmp_path):
