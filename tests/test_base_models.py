@@ -1,6 +1,7 @@
 """The base-model stage: config (tiny, offline), package (GGUF in a wheel) and hub sources."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -185,6 +186,13 @@ def test_pretraining_lowers_the_loss_and_is_reproducible(corpus, tmp_path):
     curve = pd.read_csv(first / "pretraining.csv")
     assert list(curve.columns) == ["step", "loss", "learning_rate", "tokens", "seconds"]
     assert curve["step"].tolist() == list(range(1, 31))
+    # transformers' cosine_with_min_lr: linear warmup from 0 over 5 steps, cosine to a tenth.
+    expected = [
+        3e-3
+        * (step / 5 if step < 5 else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - 5) / 25)))
+        for step in range(30)
+    ]
+    assert curve["learning_rate"].tolist() == pytest.approx(expected, rel=1e-9, abs=1e-15)
     assert curve["loss"].tail(5).mean() < 0.75 * curve["loss"].head(5).mean()
     assert (first / "pretraining.png").stat().st_size > 0
     manifest = json.loads((first / "manifest.json").read_text())

@@ -96,6 +96,10 @@ def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer)
     assert before <= 0.5
     assert pair_accuracy() == 1.0
     assert len(history) == 12 and history["step"].tolist() == list(range(1, 13))
+    # transformers' cosine schedule, one warmup step (5% of 12, rounded); the rate of each row
+    # is the one after its step.
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * (step - 1) / 11)) for step in range(1, 13)]
+    assert history["lr"].tolist() == pytest.approx(expected, rel=1e-9, abs=1e-15)
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
     assert model.score.bias.item() == bias  # the pairwise loss cannot see a constant
 

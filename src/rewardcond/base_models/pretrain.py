@@ -8,7 +8,6 @@ documents first gives the later stages a base that already continues `TL;DR:` fr
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +26,11 @@ class PretrainingConfig:
 
     steps: optimizer steps (0 skips pretraining); repeated_posts: also train on each train post
     written twice (see `tiny.pretraining_documents`); batch_size: documents per step;
-    learning_rate: peak AdamW learning rate, reached after `warmup_steps` and decayed by a cosine
-    to a tenth of it; seq_length: tokens per document (longer ones keep their last `seq_length`
-    tokens, where the summary and the end of the post it copies from are); weight_decay and
-    grad_clip as in AdamW training of GPT-2.
+    learning_rate: peak AdamW learning rate, reached linearly over `warmup_steps` and decayed by
+    a cosine to a tenth of it by the last step (transformers' `cosine_with_min_lr` schedule,
+    `min_lr_rate` 0.1); seq_length: tokens per document (longer ones keep their last
+    `seq_length` tokens, where the summary and the end of the post it copies from are);
+    weight_decay and grad_clip as in AdamW training of GPT-2.
     """
 
     steps: int = 0
@@ -41,13 +41,6 @@ class PretrainingConfig:
     warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0
-
-    def learning_rate_at(self, step: int) -> float:
-        """Linear warmup, then cosine decay to 10% of the peak by the last step."""
-        if step < self.warmup_steps:
-            return self.learning_rate * (step + 1) / self.warmup_steps
-        progress = (step - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
-        return self.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def encode_documents(
@@ -95,6 +88,13 @@ def pretrain(
         betas=(0.9, 0.95),
         weight_decay=config.weight_decay,
     )
+    schedule = get_scheduler(
+        "cosine_with_min_lr",
+        optimizer,
+        num_warmup_steps=config.warmup_steps,
+        num_training_steps=config.steps,
+        scheduler_specific_kwargs={"min_lr_rate": 0.1},
+    )
     order: list[int] = []
     rows, tokens_seen, start = [], 0, time.perf_counter()
     progress = tqdm(range(config.steps), desc="pretraining", unit="step", mininterval=2.0)
@@ -103,8 +103,7 @@ def pretrain(
             order += torch.randperm(len(encoded), generator=generator).tolist()
         batch, order = [encoded[i] for i in order[: config.batch_size]], order[config.batch_size :]
         input_ids, attention_mask, labels = _pad(batch, tokenizer.pad_token_id)
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate_at(step)
+        learning_rate = schedule.get_last_lr()[0]
         loss = model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -113,13 +112,14 @@ def pretrain(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
+        schedule.step()
         optimizer.zero_grad(set_to_none=True)
         tokens_seen += int(attention_mask.sum())
         rows.append(
             {
                 "step": step + 1,
                 "loss": loss.item(),
-                "learning_rate": config.learning_rate_at(step),
+                "learning_rate": learning_rate,
                 "tokens": tokens_seen,
                 "seconds": time.perf_counter() - start,
             }

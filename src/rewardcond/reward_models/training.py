@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, get_scheduler
 
 from rewardcond.artifacts import atomic_path, build_manifest, resolve_device, set_seed, write_json
 from rewardcond.reward_models.inputs import InputBuilder, post_fields
@@ -66,7 +66,8 @@ def train_reward_model(
 
     Each example is `prompt + summary + EOS` with the post truncated to fit `max_length`. Pairs are
     shuffled (seeded) and both members of a pair go through one forward pass. The learning rate
-    warms up linearly, then decays with a cosine to 0. Returns one row per logged step:
+    warms up linearly, then decays with a cosine to 0 (transformers' `cosine` schedule). Returns
+    one row per logged step:
     `step, epoch, loss, accuracy, lr` (means over the steps since the last row).
     """
     if not len(posts) == len(chosen) == len(rejected):
@@ -85,13 +86,8 @@ def train_reward_model(
 
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / (warmup + 1)
-            if step < warmup
-            else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-        ),
+    schedule = get_scheduler(
+        "cosine", optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
     )
     history, window = [], []
     order = np.array([], dtype=int)
