@@ -166,12 +166,15 @@ def rehearsal(tmp_path_factory):
 
 
 def assert_no_gold(table: pd.DataFrame) -> None:
-    """A table's gold columns exist and are empty: NaN figures, zero counts."""
+    """A table's gold columns exist and are empty: NaN figures, zero counts, and notes that say
+    why (`undefined: no gold rewards`)."""
     gold = [column for column in table.columns if "gold" in column]
     assert gold, list(table.columns)
     counts = [column for column in gold if column.endswith("_n")]
+    notes = [column for column in gold if column.endswith("_note")]
     assert (table[counts] == 0).all().all(), table[counts]
-    assert table[sorted(set(gold) - set(counts))].isna().all().all(), table[gold]
+    assert (table[notes] == "undefined: no gold rewards").all().all(), table[notes]
+    assert table[sorted(set(gold) - set(counts) - set(notes))].isna().all().all(), table[gold]
 
 
 def assert_published(workdir: Path, scorer_identity: str) -> None:
@@ -247,8 +250,8 @@ def test_default_config_with_the_pretrained_reward_model(rehearsal):
     assert sum(entry["repaired_lone_surrogates"] for entry in report["files"]) == 1
 
     base = json.loads((workdir / "data/models/gpt2/manifest.json").read_text())
-    assert base["from_cache"] is True
     assert base["params"]["hub_id"] == GPT2_ID
+    assert base["identity"] == f"{GPT2_ID}@{CONFIG['base_models']['gpt2']['revision']}"
 
     pinned = CONFIG["reward_model"]["pretrained"]
     assert_published(workdir, f"{pinned['hub_id']}@{pinned['revision']}")
