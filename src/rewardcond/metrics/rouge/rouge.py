@@ -1,8 +1,8 @@
 """ROUGE-1/2/L (F-measure) as a local `evaluate` module, so that it loads offline.
 
 `evaluate.load("rouge")` fetches its script from the Hub at run time; this file is the same metric
-on top of `rouge_score`, loaded by path (`rewardcond.evaluation.load_rouge`). evaluate scans the
-import lines of a module for its dependencies, so keep one import per line.
+on top of `rouge_score`, loaded by path (`rewardcond.evaluation.metrics.load_rouge`). evaluate
+scans the import lines of a module for its dependencies, so keep one import per line.
 """
 
 import datasets
