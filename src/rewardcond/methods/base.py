@@ -97,8 +97,11 @@ class Method:
         )
 
     def load_model(self, model_path: str):
-        """(model, tokenizer) of a model this method trained and saved to `model_path`."""
+        """(model, tokenizer) of a model this method trained and saved to `model_path`, through
+        the Auto classes, with this package's models registered with them."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        import rewardcond.modeling  # noqa: F401 - registers RewardConditionedLM
 
         return AutoModelForCausalLM.from_pretrained(model_path), AutoTokenizer.from_pretrained(
             model_path
