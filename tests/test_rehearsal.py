@@ -166,12 +166,15 @@ def rehearsal(tmp_path_factory):
 
 
 def assert_no_gold(table: pd.DataFrame) -> None:
-    """A table's gold columns exist and are empty: NaN figures, zero counts."""
+    """A table's gold columns exist and are empty: NaN figures, zero counts, and notes (where a
+    table has them) that give the reason."""
     gold = [column for column in table.columns if "gold" in column]
     assert gold, list(table.columns)
     counts = [column for column in gold if column.endswith("_n")]
+    notes = [column for column in gold if column.endswith("_note")]
     assert (table[counts] == 0).all().all(), table[counts]
-    assert table[sorted(set(gold) - set(counts))].isna().all().all(), table[gold]
+    assert (table[notes] == "undefined: no gold rewards").all().all(), table[notes]
+    assert table[sorted(set(gold) - set(counts) - set(notes))].isna().all().all(), table[gold]
 
 
 def assert_published(workdir: Path, scorer_identity: str) -> None:
