@@ -542,6 +542,27 @@ def test_a_configured_judge_gets_the_schema_defaults():
     )
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"post_template": "POST: {body}"},
+            "evaluate.llm_judge.post_template: 'POST: {body}' is not a format string over "
+            "{subreddit}, {title} and {post} (KeyError: 'body')",
+        ),
+        (
+            {"lc_l2_penalty": 0.0},
+            "evaluate.llm_judge.lc_l2_penalty: 0.0 must be > 0 (it keeps the length regression "
+            "finite when length separates the verdicts)",
+        ),
+    ],
+)
+def test_bad_settings_are_errors_naming_their_key(overrides, message):
+    with pytest.raises(LLMJudgeError) as error:
+        LLMJudgeSettings(model="m", base_url="http://127.0.0.1:9/v1", **overrides)
+    assert str(error.value) == message
+
+
 # --- the length-controlled win rate ------------------------------------------------------------
 
 

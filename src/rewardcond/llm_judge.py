@@ -2,8 +2,9 @@
 
 Protocol (Rafailov et al. 2023, "Direct Preference Optimization", arXiv:2305.18290, Appendix
 C.2, the GPT-4 TL;DR win-rate prompt): the judge sees the post and two summaries, writes a
-one-sentence comparison and then `Preferred: A` or `Preferred: B` (`TLDR_PAIRWISE_PROMPT`, the
-paper's text; the post is filled in as `post_template` says). The paper drew the order at random
+one-sentence comparison and then `Preferred: A` or `Preferred: B` (`TLDR_PAIRWISE_PROMPT`: the
+paper's wording, with a blank line between its blocks; the post is filled in as `post_template`
+says, the summaries stripped of outer whitespace). The paper drew the order at random
 per comparison; here **both orders are asked** (position swap): the generated summary first as
 A, then as B. A generated summary wins (verdict 1) when both orders prefer it, loses (0) when
 both prefer the reference, and ties (0.5) when the orders disagree, i.e. the judge preferred a
@@ -119,6 +120,21 @@ class LLMJudgeSettings:
     price_completion_per_million: float = 0.0
     post_template: str = DEFAULT_POST_TEMPLATE
     lc_l2_penalty: float = 1.0
+
+    def __post_init__(self):
+        try:
+            self.post_template.format(subreddit="", title="", post="")
+        except (KeyError, IndexError, ValueError) as error:
+            raise LLMJudgeError(
+                f"evaluate.llm_judge.post_template: {self.post_template!r} is not a format "
+                f"string over {{subreddit}}, {{title}} and {{post}} ({type(error).__name__}: "
+                f"{error})"
+            ) from error
+        if self.lc_l2_penalty <= 0:
+            raise LLMJudgeError(
+                f"evaluate.llm_judge.lc_l2_penalty: {self.lc_l2_penalty} must be > 0 (it keeps "
+                "the length regression finite when length separates the verdicts)"
+            )
 
     def request(self, prompt: str) -> dict:
         """The chat-completions request body (less `model`) that judges `prompt`."""
@@ -612,6 +628,8 @@ def judge_table(
         "cost_usd_this_run": settings.cost_usd(counts.prompt_tokens, counts.completion_tokens),
         "price_prompt_per_million": settings.price_prompt_per_million,
         "price_completion_per_million": settings.price_completion_per_million,
+        "lc_length_unit": "characters",
+        "lc_l2_penalty": settings.lc_l2_penalty,
         "groups": groups.to_dict("records"),
     }
     log.info(
