@@ -18,6 +18,7 @@ from rewardcond.config_schema import ConfigError, config_errors, load_schema, va
 from rewardcond.data.download import download_files
 from rewardcond.data.prepare import prepare
 from rewardcond.data.synthetic import WorldConfig
+from rewardcond.llm_judge import LLMJudgeSettings
 from rewardcond.methods import get_method
 from rewardcond.reward_models.training import RewardModelTrainSettings
 from rewardcond.stats import BootstrapSettings
@@ -117,7 +118,19 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
             {"evaluate": {"main_methods": "sft"}},
             "evaluate.main_methods: unknown key (did you "
             "mean 'main_method'?); keys allowed in evaluate: bootstrap_samples, ci_level, "
-            "main_method, on_empty, rouge_use_stemmer",
+            "llm_judge, main_method, on_empty, rouge_use_stemmer",
+        ),
+        (
+            {"evaluate": {"llm_judge": {"model": "m", "base_url": "http://h/v1", "api_key": "x"}}},
+            "evaluate.llm_judge.api_key: unknown key (did you mean 'api_key_env'?); keys "
+            "allowed in evaluate.llm_judge: api_key_env, backoff_initial_s, backoff_max_s, "
+            "base_url, concurrency, lc_l2_penalty, max_completion_tokens, max_retries, model, "
+            "post_template, price_completion_per_million, price_prompt_per_million, "
+            "temperature, timeout_s",
+        ),
+        (
+            {"evaluate": {"llm_judge": {"base_url": "http://localhost:8000/v1"}}},
+            "evaluate.llm_judge: 'model' is a required property",
         ),
     ],
 )
@@ -357,9 +370,17 @@ SECTIONS = {
     "evaluate": (
         ("evaluate",),
         dataclass_defaults(BootstrapSettings),
-        ("main_method", "on_empty", "rouge_use_stemmer"),  # arguments of other functions
+        # arguments of other functions; llm_judge is its own section (below)
+        ("main_method", "on_empty", "rouge_use_stemmer", "llm_judge"),
         {"bootstrap_samples": "n_resamples", "ci_level": "level"},
         ("seed",),  # the top-level seed, which has no default
+    ),
+    "evaluate.llm_judge": (
+        ("llm_judge",),  # the $defs entry evaluate.llm_judge refers to
+        dataclass_defaults(LLMJudgeSettings),
+        (),
+        {},
+        (),
     ),
     **{
         f"method_options.{name}": (

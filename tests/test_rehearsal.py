@@ -166,8 +166,8 @@ def rehearsal(tmp_path_factory):
 
 
 def assert_no_gold(table: pd.DataFrame) -> None:
-    """A table's gold columns exist and are empty: NaN figures, zero counts, and notes that say
-    why (`undefined: no gold rewards`)."""
+    """A table's gold columns exist and are empty: NaN figures, zero counts, and notes (where a
+    table has them) that give the reason."""
     gold = [column for column in table.columns if "gold" in column]
     assert gold, list(table.columns)
     counts = [column for column in gold if column.endswith("_n")]
