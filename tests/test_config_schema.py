@@ -18,7 +18,7 @@ from rewardcond.config_schema import ConfigError, config_errors, load_schema, va
 from rewardcond.data.download import download_files
 from rewardcond.data.prepare import prepare
 from rewardcond.data.synthetic import WorldConfig
-from rewardcond.llm_judge import LLMJudgeSettings
+from rewardcond.llm_judge.protocol import LLMJudgeSettings
 from rewardcond.methods import get_method
 from rewardcond.reward_models.training import RewardModelTrainSettings
 from rewardcond.stats import BootstrapSettings

@@ -20,21 +20,21 @@ from scipy import optimize
 from snakemake.utils import update_config
 
 from rewardcond.config_schema import validate_config
-from rewardcond.llm_judge import (
+from rewardcond.llm_judge.client import JudgmentCache, request_key
+from rewardcond.llm_judge.protocol import (
     TLDR_PAIRWISE_PROMPT,
-    JudgmentCache,
     LLMJudgeError,
     LLMJudgeSettings,
     combine_orders,
-    fit_fractional_logit,
     format_post,
     judge_prompt,
-    judge_table,
+    parse_answer,
+)
+from rewardcond.llm_judge.stage import judge_table, run_llm_judge
+from rewardcond.llm_judge.win_rates import (
+    fit_fractional_logit,
     length_controlled_win_rate,
     length_feature,
-    parse_answer,
-    request_key,
-    run_llm_judge,
 )
 from rewardcond.stats import BootstrapSettings, bootstrap_ci
 
