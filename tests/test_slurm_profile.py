@@ -135,6 +135,13 @@ def test_every_rule_that_asks_for_a_gpu_is_in_the_profiles_gpu_list():
 def test_every_other_batch_rule_has_its_cpu_memory_and_time():
     variables = profile_variables()
     assert not set(variables["gpu_rules"]) & set(variables["cpu_rules"])
+    # Every rule the profile names exists (a renamed rule would silently lose its resources).
+    rules = {
+        name
+        for path in (ROOT / "workflow" / "rules").glob("*.smk")
+        for name in re.findall(r"^rule (\w+):", path.read_text(), re.M)
+    }
+    assert set(variables["gpu_rules"]) | set(variables["cpu_rules"]) <= rules
     for rule, spec in {**variables["gpu_rules"], **variables["cpu_rules"]}.items():
         assert spec["threads"] >= 1 and spec["mem_mb"] >= 4000 and spec["runtime"] >= 60, rule
 
