@@ -33,6 +33,7 @@ from hub_cache import DEBERTA_RM_ID, GPT2_ID, populate_default_hub_cache
 from openai_mirror import EDIT_FILE, MirrorServer, build_mirror, write_mirror
 
 from rewardcond.artifacts import sha256_file
+from rewardcond.stats import MIN_PROMPTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = yaml.safe_load((ROOT / "workflow/config/config.yaml").read_text())
@@ -43,7 +44,8 @@ CONDITIONED = ("scalar", "text")  # the default methods that take a target rewar
 N_TARGETS = len(CONFIG["trainset"]["targets"]["quantiles"]) + len(
     CONFIG["trainset"]["targets"]["beyond_max_sd"]
 )
-N_PROMPTS = 4
+# The fewest prompts a figure is ranked on, so that the comparisons table is not empty.
+N_PROMPTS = MIN_PROMPTS
 TIMEOUT_S = 900
 
 pytestmark = pytest.mark.slow
