@@ -205,7 +205,7 @@ def test_overrides_get_no_defaults_and_train_gets_all(layers):
 def test_a_misspelt_method_name_is_an_error():
     errors = config_errors(load_config(extra={"methods": ["scalr", "sft"]}), SCHEMA)
     assert errors == [
-        "methods[0]: 'scalr' does not match '^(scalar|sft|tokens|text|dpo|bon[1-9][0-9]*)$'"
+        "methods[0]: 'scalr' does not match '^(scalar|sft|tokens|text|dpo|rloo|bon[1-9][0-9]*)$'"
     ]
     assert config_errors(load_config(extra={"methods": ["scalar", "sft", "bon64"]}), SCHEMA) == []
 
@@ -369,7 +369,7 @@ SECTIONS = {
             {},
             ("n",) if name == "bon" else (),  # bon<N> takes N from its name
         )
-        for name in ("scalar", "sft", "tokens", "text", "dpo", "bon")
+        for name in ("scalar", "sft", "tokens", "text", "dpo", "rloo", "bon")
     },
 }
 
