@@ -137,6 +137,7 @@ def test_options_are_checked():
         "missing_eos_penalty": 1.0,
         "num_iterations": 2,
         "mini_batches": 2,
+        "rollout_batch_size": 16,
     }
 
 
@@ -158,7 +159,9 @@ def _train(world, tmp_path, settings=SETTINGS, name="rloo", callbacks=(), option
 def test_rloo_steps_change_every_parameter_against_the_sft_reference(world, tmp_path):
     before = AutoModelForCausalLM.from_pretrained(world["base"]).state_dict()
     trainer = _train(world, tmp_path)
-    assert type(trainer).__name__ == "RLOOTrainer" and trainer.state.global_step == 4
+    from trl import RLOOTrainer
+
+    assert isinstance(trainer, RLOOTrainer) and trainer.state.global_step == 4
     args = trainer.args
     assert (args.num_generations, args.max_completion_length, args.beta) == (4, 6, 0.03)
     assert args.generation_batch_size == 8 and args.steps_per_generation == 1
@@ -184,6 +187,25 @@ def test_rloo_steps_change_every_parameter_against_the_sft_reference(world, tmp_
     assert manifest["params"]["scorer"] == scorer_args(world)
     assert set(manifest["inputs"]) == {world["rloo"], world["base"], world["reward_model"]}
     assert manifest["params"]["method_options"]["num_generations"] == 4
+
+
+def test_samples_are_decoded_rollout_batch_size_at_a_time(world, tmp_path, monkeypatch):
+    from trl import RLOOTrainer
+
+    chunks = []
+    original = RLOOTrainer._generate_single_turn
+
+    def recorded(self, prompt_ids, images, multimodal_fields):
+        chunks.append(len(prompt_ids))
+        return original(self, prompt_ids, images, multimodal_fields)
+
+    monkeypatch.setattr(RLOOTrainer, "_generate_single_turn", recorded)
+    settings = TrainSettings(**{**SETTINGS.__dict__, "max_steps": 4})
+    options = {**OPTIONS, "rollout_batch_size": 3, "mini_batches": 2}
+    trainer = _train(world, tmp_path, settings, options=options)
+    # Two batches of 2 x 8 samples (4 prompts x 4), each decoded as 3 + 3 + 3 + 3 + 3 + 1.
+    assert trainer.args.generation_batch_size == 16 and trainer.state.global_step == 4
+    assert chunks == [3, 3, 3, 3, 3, 1] * 2
 
 
 def test_a_killed_rloo_run_resumes_from_its_last_checkpoint(world, tmp_path):

@@ -108,22 +108,52 @@ class RewardModelReward:
         return rewards
 
 
+def rollout_batched_trainer_class():
+    """`trl.RLOOTrainer` generating its samples `rollout_batch_size` prompts at a time.
+
+    TRL 1.16 generates a process's whole batch of samples in one `generate` call, whose KV cache
+    grows with the batch (GPT-2 small, 4096 samples of up to 560 tokens: about 85 GB in bf16);
+    TRL's TL;DR example generated 16 at a time (its `local_rollout_forward_batch_size`). Only
+    how many sequences are decoded at once changes, not what is sampled from.
+    """
+    from trl import RLOOTrainer
+
+    class RolloutBatchedRLOOTrainer(RLOOTrainer):
+        rollout_batch_size: int | None = None
+
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields):
+            size = self.rollout_batch_size or len(prompt_ids)
+            if images is not None or multimodal_fields:
+                raise ValueError("rloo generates from text prompts only")
+            completions = []
+            for start in range(0, len(prompt_ids), size):
+                chunk = prompt_ids[start : start + size]
+                completions += super()._generate_single_turn(chunk, None, {})
+            return completions
+
+    return RolloutBatchedRLOOTrainer
+
+
 @register
 class RLOOMethod(Method):
     """RLOO from the `sft` model against the run's reward model (TRL `RLOOTrainer`).
 
     Options (`method_options.rloo`; defaults are those of TRL's TL;DR RLOO example, see the
-    config schema): `num_generations` (summaries sampled per prompt, >= 2; the leave-one-out
-    baseline needs two), `beta` (KL coefficient towards sft, >= 0), `temperature` (sampling),
-    `max_completion_length` (tokens sampled before a summary counts as unfinished; None until
-    the workflow sets it to generate.max_new_tokens, so that training and evaluation cut at the
-    same length),
-    `missing_eos_penalty` (subtracted from an unfinished summary's reward, >= 0),
-    `num_iterations` (optimisation passes over each batch of samples, PPO's epochs) and
-    `mini_batches` (optimizer steps each batch of samples is split into). The samples of one
-    generation are `mini_batches` x `train.global_batch_size` summaries, i.e. that divided by
-    `num_generations` prompts. Optimisation settings come from `train` (+ `train.overrides.rloo`);
-    `global_batch_size` counts summaries and must be a multiple of `num_generations`.
+    config schema):
+    - `num_generations`: summaries sampled per prompt (>= 2: the leave-one-out baseline needs
+      a sibling);
+    - `beta`: KL coefficient towards sft (>= 0);
+    - `temperature`: of the sampling (top-p 1, no top-k);
+    - `max_completion_length`: tokens sampled before a summary counts as unfinished; None until
+      the workflow sets it to generate.max_new_tokens, so that training and evaluation cut at
+      the same length;
+    - `missing_eos_penalty`: subtracted from an unfinished summary's reward (>= 0);
+    - `num_iterations`: optimisation passes over each batch of samples (PPO's epochs);
+    - `mini_batches`: optimizer steps each batch of samples is split into;
+    - `rollout_batch_size`: samples decoded at once per process (a memory limit).
+    One batch of samples is `mini_batches` x `train.global_batch_size` summaries. Optimisation
+    settings come from `train` (+ `train.overrides.rloo`); `global_batch_size` counts summaries
+    and must be a multiple of `num_generations`.
     """
 
     name = "rloo"
@@ -151,6 +181,7 @@ class RLOOMethod(Method):
         missing_eos_penalty: float = 1.0,
         num_iterations: int = 2,
         mini_batches: int = 2,
+        rollout_batch_size: int = 16,
     ):
         problems = [
             f"num_generations must be >= 2, got {num_generations}" if num_generations < 2 else "",
@@ -164,6 +195,9 @@ class RLOOMethod(Method):
             else "",
             f"num_iterations must be >= 1, got {num_iterations}" if num_iterations < 1 else "",
             f"mini_batches must be >= 1, got {mini_batches}" if mini_batches < 1 else "",
+            f"rollout_batch_size must be >= 1, got {rollout_batch_size}"
+            if rollout_batch_size < 1
+            else "",
         ]
         problems = [problem for problem in problems if problem]
         if problems:
@@ -175,6 +209,7 @@ class RLOOMethod(Method):
         self.missing_eos_penalty = float(missing_eos_penalty)
         self.num_iterations = int(num_iterations)
         self.mini_batches = int(mini_batches)
+        self.rollout_batch_size = int(rollout_batch_size)
 
     def options(self) -> dict[str, Any]:
         return {
@@ -185,6 +220,7 @@ class RLOOMethod(Method):
             "missing_eos_penalty": self.missing_eos_penalty,
             "num_iterations": self.num_iterations,
             "mini_batches": self.mini_batches,
+            "rollout_batch_size": self.rollout_batch_size,
         }
 
     def label_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -203,7 +239,7 @@ class RLOOMethod(Method):
                 longest prompt + `max_completion_length` exceeds the model's context.
         """
         from datasets import Dataset
-        from trl import RLOOConfig, RLOOTrainer
+        from trl import RLOOConfig
 
         if self.max_completion_length is None:
             raise ValueError(
@@ -250,7 +286,7 @@ class RLOOMethod(Method):
             scorer, eos_token_id=eos, missing_eos_penalty=self.missing_eos_penalty
         )
         columns = ["prompt", "subreddit", "title", "post"]
-        return RLOOTrainer(
+        trainer = rollout_batched_trainer_class()(
             model=model,
             reward_funcs=reward,
             args=config,
@@ -258,3 +294,5 @@ class RLOOMethod(Method):
             processing_class=tokenizer,
             callbacks=list(callbacks),
         )
+        trainer.rollout_batch_size = self.rollout_batch_size
+        return trainer
