@@ -189,6 +189,34 @@ def test_rloo_steps_change_every_parameter_against_the_sft_reference(world, tmp_
     assert manifest["params"]["method_options"]["num_generations"] == 4
 
 
+def test_log_probabilities_of_a_left_padded_row_are_those_of_the_row_alone(
+    world, tmp_path, tiny_tokenizer
+):
+    # GPT-2 has learned absolute positions: without position ids counted over the mask, a
+    # left-padded row would be scored at shifted positions (TRL 1.16 passes none).
+    trainer = _train(world, tmp_path, TrainSettings(**{**SETTINGS.__dict__, "max_steps": 1}))
+    model, eos, pad = trainer.model.eval(), tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id
+    completion = tiny_tokenizer(" roommate is messy")["input_ids"] + [eos]
+    prompts = [
+        tiny_tokenizer(text)["input_ids"] for text in ("TL;DR:", "TITLE: My roommate\nTL;DR:")
+    ]
+    width = max(map(len, prompts)) + len(completion)
+    rows = [[pad] * (width - len(p) - len(completion)) + p + completion for p in prompts]
+    mask = [
+        [0] * (width - len(p) - len(completion)) + [1] * (len(p) + len(completion)) for p in prompts
+    ]
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(
+        model, torch.tensor(rows), torch.tensor(mask), len(completion)
+    )
+    assert min(map(len, prompts)) < max(map(len, prompts))  # one row is padded
+    for row, prompt in enumerate(prompts):
+        ids = torch.tensor([prompt + completion])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt) - 1 : -1] / trainer.args.temperature
+        alone = torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None])[:, 0]
+        torch.testing.assert_close(logps[row], alone, rtol=0, atol=1e-5)
+
+
 def test_samples_are_decoded_rollout_batch_size_at_a_time(world, tmp_path, monkeypatch):
     from trl import RLOOTrainer
 

@@ -108,18 +108,46 @@ class RewardModelReward:
         return rewards
 
 
-def rollout_batched_trainer_class():
-    """`trl.RLOOTrainer` generating its samples `rollout_batch_size` prompts at a time.
+class PositionsFromMask:
+    """Calls `model` with `position_ids` counted over the attention mask's real tokens.
 
-    TRL 1.16 generates a process's whole batch of samples in one `generate` call, whose KV cache
-    grows with the batch (GPT-2 small, 4096 samples of up to 560 tokens: about 85 GB in bf16);
-    TRL's TL;DR example generated 16 at a time (its `local_rollout_forward_batch_size`). Only
-    how many sequences are decoded at once changes, not what is sampled from.
+    Prompts are left-padded; a model with learned absolute positions (GPT-2) called without
+    `position_ids` places a padded row's tokens at positions shifted by its padding, and so
+    scores them differently from how `generate` sampled them (it counts positions over the
+    mask). TRL 1.16's RLOO log-probability forwards pass none (cf. huggingface/trl#6800 for
+    its online DPO); for rotary models the shift was harmless, for GPT-2 it is not.
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, *, input_ids, attention_mask, **kwargs):
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return self.model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+        )
+
+
+def rloo_trainer_class():
+    """`trl.RLOOTrainer` with two changes, for text prompts:
+
+    - its log-probabilities (policy, old policy, reference) are computed with the positions
+      generation used (`PositionsFromMask`);
+    - it generates its samples `rollout_batch_size` prompts at a time. TRL 1.16 generates a
+      process's whole batch of samples in one `generate` call, whose KV cache grows with the
+      batch (GPT-2 small, 4096 samples of up to 560 tokens: about 85 GB in bf16); TRL's TL;DR
+      example generated 16 at a time (its `local_rollout_forward_batch_size`). Only how many
+      sequences are decoded at once changes, not what is sampled from.
     """
     from trl import RLOOTrainer
 
     class RolloutBatchedRLOOTrainer(RLOOTrainer):
         rollout_batch_size: int | None = None
+
+        def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, *a, **kw):
+            return super()._get_per_token_logps_and_entropies(
+                PositionsFromMask(model), input_ids, attention_mask, *a, **kw
+            )
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields):
             size = self.rollout_batch_size or len(prompt_ids)
@@ -286,7 +314,7 @@ class RLOOMethod(Method):
             scorer, eos_token_id=eos, missing_eos_penalty=self.missing_eos_penalty
         )
         columns = ["prompt", "subreddit", "title", "post"]
-        trainer = rollout_batched_trainer_class()(
+        trainer = rloo_trainer_class()(
             model=model,
             reward_funcs=reward,
             args=config,
