@@ -90,8 +90,8 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
         (
             {"method_options": {"bon4": {"top_p": 0.9}}},
             "method_options.bon4: unknown key "
-            "(did you mean 'bon'?); keys allowed in method_options: bon, dpo, scalar, sft, text, "
-            "tokens",
+            "(did you mean 'bon'?); keys allowed in method_options: bon, dpo, rloo, scalar, sft, "
+            "text, tokens",
         ),
         (
             {"method_options": {"sft": {"scaler": "identity"}}},
@@ -179,7 +179,7 @@ TRAIN_SETTINGS = (
         (
             {"bon4": {"max_steps": 1}},
             "train.overrides.bon4: unknown key; keys allowed in "
-            "train.overrides: dpo, scalar, sft, text, tokens",
+            "train.overrides: dpo, rloo, scalar, sft, text, tokens",
         ),
     ],
 )
