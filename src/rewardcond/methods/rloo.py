@@ -9,7 +9,7 @@ TRL subtracts `beta` x the summed log-ratio policy/reference of the summary's to
 KL estimate, nats per sequence), and its reference model is a second copy of the `sft` weights.
 This replaces the paper's PPO (Stiennon et al. 2020), as TRL's own TL;DR example does.
 
-EOS as in the paper: a summary is finished when the policy samples EOS within
+EOS, as in TRL's TL;DR example: a summary is finished when the policy samples EOS within
 `max_completion_length` tokens. A summary cut at that length is scored by the reward model as it
 stands and `missing_eos_penalty` is subtracted (TRL's "EOS trick": Huang et al. 2024, "The N+
 Implementation Details of RLHF with PPO"); its share is logged (`rloo/missing_eos`) at every
