@@ -1,6 +1,6 @@
 """Check a finished demo run: every published file is there and the acceptance figures hold:
-scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, and scalar at its top
-in-range target beats sft on gold reward."""
+scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, scalar at its top
+in-range target beats sft on gold reward, and rloo (when run) beats sft on the reward model."""
 
 import sys
 from pathlib import Path
@@ -45,6 +45,17 @@ def main(run_dir: Path) -> int:
         # only: the proxy is what the methods over-optimise.
         if not top["gold_reward_mean"] > sft["gold_reward_mean"]:
             problems.append("scalar at its top in-range target does not beat sft on gold reward")
+        # Issue 16: the RLHF arm must visibly optimise the reward model it is trained against.
+        rloo = summary.loc[summary["method"] == "rloo"]
+        if len(rloo):
+            rloo = rloo.iloc[0]
+            print(
+                f"rloo vs sft: RM {rloo['achieved_reward_mean']:.3f} vs "
+                f"{sft['achieved_reward_mean']:.3f}, gold {rloo['gold_reward_mean']:.3f} vs "
+                f"{sft['gold_reward_mean']:.3f}"
+            )
+            if not rloo["achieved_reward_mean"] > sft["achieved_reward_mean"]:
+                problems.append("rloo does not beat sft on the reward model it is trained against")
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("demo check:", "FAILED" if problems else "passed")

@@ -91,8 +91,8 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
         (
             {"method_options": {"bon4": {"top_p": 0.9}}},
             "method_options.bon4: unknown key "
-            "(did you mean 'bon'?); keys allowed in method_options: bon, dpo, scalar, sft, text, "
-            "tokens",
+            "(did you mean 'bon'?); keys allowed in method_options: bon, dpo, rloo, scalar, sft, "
+            "text, tokens",
         ),
         (
             {"method_options": {"sft": {"scaler": "identity"}}},
@@ -192,7 +192,7 @@ TRAIN_SETTINGS = (
         (
             {"bon4": {"max_steps": 1}},
             "train.overrides.bon4: unknown key; keys allowed in "
-            "train.overrides: dpo, scalar, sft, text, tokens",
+            "train.overrides: dpo, rloo, scalar, sft, text, tokens",
         ),
     ],
 )
@@ -218,7 +218,7 @@ def test_overrides_get_no_defaults_and_train_gets_all(layers):
 def test_a_misspelt_method_name_is_an_error():
     errors = config_errors(load_config(extra={"methods": ["scalr", "sft"]}), SCHEMA)
     assert errors == [
-        "methods[0]: 'scalr' does not match '^(scalar|sft|tokens|text|dpo|bon[1-9][0-9]*)$'"
+        "methods[0]: 'scalr' does not match '^(scalar|sft|tokens|text|dpo|rloo|bon[1-9][0-9]*)$'"
     ]
     assert config_errors(load_config(extra={"methods": ["scalar", "sft", "bon64"]}), SCHEMA) == []
 
@@ -390,7 +390,7 @@ SECTIONS = {
             {},
             ("n",) if name == "bon" else (),  # bon<N> takes N from its name
         )
-        for name in ("scalar", "sft", "tokens", "text", "dpo", "bon")
+        for name in ("scalar", "sft", "tokens", "text", "dpo", "rloo", "bon")
     },
 }
 

@@ -40,14 +40,15 @@ def test_demo_policies_start_from_the_sft_model():
         "tokens": "results/demo/models/sft",
         "text": "results/demo/models/sft",
         "dpo": "results/demo/models/sft",
+        "rloo": "results/demo/models/sft",
     }
 
 
-def test_an_empty_from_sft_starts_all_but_dpo_from_the_base():
+def test_an_empty_from_sft_starts_all_but_dpo_and_rloo_from_the_base():
     code, output = dry_run("train={'from_sft': []}")
     assert code == 0, output[-3000:]
     starts = train_starts(output)
-    assert starts.pop("dpo") == "results/demo/models/sft"
+    assert starts.pop("dpo") == starts.pop("rloo") == "results/demo/models/sft"
     assert set(starts.values()) == {"data/models/tiny-gpt2"}
 
 

@@ -67,6 +67,9 @@ train:  # sizes: a few optimizer steps per method on 2 CPU cores
   overrides:
     dpo:
       global_batch_size: 4  # the config's dpo override asks for 64 pairs a step
+    rloo:  # the config's rloo override asks for 980 steps of 2048 summaries
+      global_batch_size: 4
+      max_steps: 3
 generate:
   n_prompts: {n_prompts}  # sizes: a few valid2 prompts
   max_new_tokens: 16  # sizes: short generations

@@ -207,11 +207,13 @@ def test_dry_run_submits_no_rule_that_needs_the_network(dry_run):
     # The jobs that score with the pretrained reward model read the folder the local rule wrote.
     (fetch,) = of(dry_run, "download_hub_model")
     assert fetch["output"] == [RM_FOLDER]
+    # rloo's train job too: it is trained against the reward model.
     scoring = [job for job in dry_run if RM_FOLDER in job["input"]]
     assert {job["rule"] for job in scoring} == {
-        "score_completions", "evaluate", "score_references", "generate_best_of_n"
+        "score_completions", "evaluate", "score_references", "generate_best_of_n", "train"
     }  # fmt: skip
-    assert len(scoring) == 16 + len(METHODS) + 1 + (len(METHODS) - len(TRAINED))
+    assert [job["wildcards"] for job in scoring if job["rule"] == "train"] == ["method=rloo"]
+    assert len(scoring) == 16 + len(METHODS) + 1 + (len(METHODS) - len(TRAINED)) + 1
 
 
 def test_slurm_every_batch_job_has_memory_and_runtime(dry_run):
@@ -244,7 +246,7 @@ def test_account_and_partition_from_a_global_profile_are_kept(tmp_path):
         "default-resources:\n  slurm_account: acct_global\n  slurm_partition: part_global\n"
     )
     jobs = batch_jobs(dry_run_jobs("--profile", str(tmp_path / "mine")))
-    assert len(jobs) == 61
+    assert len(jobs) == 68
     for job in jobs:
         assert job["resources"]["slurm_account"] == "acct_global", job["rule"]
         assert job["resources"]["slurm_partition"] == "part_global", job["rule"]
@@ -417,8 +419,8 @@ def test_readme_command_submits_every_batch_job_once_with_its_flags(submission):
     targets = [call["target"] for call in sbatch]
     assert len(targets) == len(set(targets)) == len(batch)
     # prepare, eval_prompts, targets, reward_model_accuracy, score_references, publish; 16 score
-    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 7 evaluate
-    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) == 61
+    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8 evaluate
+    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) == 68
     assert {target.partition(":")[0] for target in targets} == {job["rule"] for job in batch}
     assert not any(call.startswith("srun") for call in calls)  # nothing runs on the login node
     for call in sbatch:

@@ -107,13 +107,23 @@ def train_method(
     settings: TrainSettings,
     seed: int,
     device: str = "auto",
+    scorer: dict | None = None,
     callbacks=(),
 ) -> Trainer:
     """Train `method` on `trainset_path` from the base folder; save the model to `output_dir`.
 
     Resumes from the last checkpoint in `checkpoint_dir` when one was written with the same
     settings and inputs. Returns the Trainer (its `state.log_history` holds the loss curve).
+    `scorer` holds `reward_models.scoring.load_scorer` keyword arguments of the reward model that a
+    method with `trains_online` (rloo) is trained against; its folder is an input like the others.
+
+    Raises:
+        ValueError: if a method with `trains_online` gets no `scorer`, or another method gets one.
     """
+    if method.trains_online and scorer is None:
+        raise ValueError(f"method {method.name!r} trains against the reward model: pass scorer")
+    if scorer is not None and not method.trains_online:
+        raise ValueError(f"method {method.name!r} trains without a reward model: pass no scorer")
     device = resolve_device(device)
     world_size = launched_processes()
     plan = plan_batches(
@@ -138,7 +148,11 @@ def train_method(
         "bf16": bf16,
         "rows": len(trainset),
     }
-    manifest = build_manifest(params=params, seed=seed, inputs=[trainset_path, base_path])
+    inputs = [trainset_path, base_path]
+    if scorer is not None:
+        params["scorer"] = scorer
+        inputs.append(scorer["path_or_hub_id"])
+    manifest = build_manifest(params=params, seed=seed, inputs=inputs)
 
     arguments = dict(
         output_dir=checkpoint_dir,
@@ -180,6 +194,17 @@ def train_method(
         trainer = method.pair_trainer(
             model, tokenizer, trainset, base_path=base_path, args=arguments, callbacks=callbacks
         )
+    elif method.trains_online:
+        from rewardcond.reward_models.scoring import load_scorer
+
+        trainer = method.online_trainer(
+            model,
+            tokenizer,
+            trainset,
+            args=arguments,
+            callbacks=callbacks,
+            scorer=load_scorer(**scorer, device=str(args.device), progress=False),
+        )
     else:
         dataset = ExampleDataset(
             method, trainset, tokenizer, max_text_length(model), settings.loss_on
@@ -199,7 +224,7 @@ def train_method(
 
     state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective under FSDP
     if trainer.is_world_process_zero():
-        curve = loss_curve(trainer.state.log_history)
+        curve = loss_curve(trainer.state.log_history, method.logged_metrics)
         manifest.update(
             resumed_from=last,
             global_step=trainer.state.global_step,
@@ -232,9 +257,10 @@ def _discard_stale_checkpoints(checkpoint_dir: Path, fingerprint: dict) -> None:
     write_json(record, fingerprint)
 
 
-def loss_curve(log_history: list[dict]) -> pd.DataFrame:
-    """The logged training steps of a Trainer's `log_history` (step, epoch, loss, lr, grad norm)."""
-    columns = ["step", "epoch", "loss", "learning_rate", "grad_norm"]
+def loss_curve(log_history: list[dict], metrics: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The logged training steps of a Trainer's `log_history` (step, epoch, loss, lr, grad norm,
+    then the logged `metrics` a method names)."""
+    columns = ["step", "epoch", "loss", "learning_rate", "grad_norm", *metrics]
     rows = [{c: entry.get(c) for c in columns} for entry in log_history if "loss" in entry]
     return pd.DataFrame(rows, columns=columns)
 
@@ -275,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=None, help="CPU threads of the whole job")
+    parser.add_argument(
+        "--scorer", type=json.loads, default=None, help="load_scorer JSON (rloo's reward model)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -291,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         settings=TrainSettings(**args.settings),
         seed=args.seed,
         device=args.device,
+        scorer=args.scorer,
     )
 
 

@@ -272,7 +272,9 @@ wildcard_constraints:
 def method_options(wildcards):
     """The `method_options.<method>` mapping (keyword arguments of the method's class); a
     best-of-N method `bon<N>` takes those of `method_options.bon`. `dpo.max_length: null` becomes
-    trainset.max_prompt_tokens + max_completion_tokens + 1 (EOS): every training row fits."""
+    trainset.max_prompt_tokens + max_completion_tokens + 1 (EOS): every training row fits.
+    `rloo.max_completion_length: null` becomes generate.max_new_tokens: training and evaluation
+    cut a summary at the same length."""
     name = "bon" if wildcards.method in BEST_OF_N else wildcards.method
     options = dict(config.get("method_options", {}).get(name, {}))
     if name == "dpo" and options.get("max_length") is None:
@@ -280,6 +282,8 @@ def method_options(wildcards):
         options["max_length"] = (
             trainset["max_prompt_tokens"] + trainset["max_completion_tokens"] + 1
         )
+    if name == "rloo" and options.get("max_completion_length") is None:
+        options["max_completion_length"] = config["generate"]["max_new_tokens"]
     return options
 
 
@@ -345,13 +349,13 @@ def command_line_json(function):
     return as_json
 
 
-# --- methods of issue 9: text, dpo, bon<N> ---
-# Best-of-N (`bon<N>`) trains nothing and samples from the sft model; dpo fine-tunes that model,
-# and so do the methods of `train.from_sft`, as the paper's policies start from its supervised
-# baseline.
+# --- methods of issue 9: text, dpo, bon<N>; of issue 16: rloo ---
+# Best-of-N (`bon<N>`) trains nothing and samples from the sft model; dpo and rloo fine-tune that
+# model, and so do the methods of `train.from_sft`, as the paper's policies start from its
+# supervised baseline.
 BEST_OF_N = [method for method in METHODS if re.fullmatch(r"bon[1-9][0-9]*", method)]
 TRAINED_METHODS = [method for method in METHODS if method not in BEST_OF_N]
-FROM_SFT = ("dpo", *config["train"]["from_sft"])
+FROM_SFT = ("dpo", "rloo", *config["train"]["from_sft"])
 if "sft" in FROM_SFT:
     raise ValueError("train.from_sft lists 'sft': the sft model cannot start from itself")
 if "sft" not in METHODS and set(METHODS) & {*FROM_SFT, *BEST_OF_N}:
@@ -367,8 +371,23 @@ def alternation(names):
 
 
 def method_start(wildcards):
-    """The model folder a method's training starts from: the sft model for dpo and the methods of
-    `train.from_sft`, else its base."""
+    """The model folder a method's training starts from: the sft model for dpo, rloo and the
+    methods of `train.from_sft`, else its base."""
     if wildcards.method in FROM_SFT:
         return f"{RESULTS}/models/sft"
     return method_base_model(wildcards)
+
+
+# Methods trained online against the run's reward model (`trains_online` in rewardcond.methods).
+ONLINE_METHODS = ("rloo",)
+def train_reward_model_input(wildcards):
+    """The reward model's folder, for a method trained against it (rloo); else nothing."""
+    return reward_model_input(wildcards) if wildcards.method in ONLINE_METHODS else {}
+
+
+def train_scorer(wildcards):
+    """`load_scorer` keyword arguments of the reward model a method trains against (rloo), else
+    None (the train command line's `--scorer null`)."""
+    if wildcards.method not in ONLINE_METHODS:
+        return None
+    return reward_model_scorer_params() | {"batch_tokens": config["reward_model"]["batch_tokens"]}

@@ -1,9 +1,11 @@
 # Experiment, step 2: fine-tune each method from its base model. Checkpoints (to resume a killed
-# job) live outside the declared output, which Snakemake deletes when a job fails.
+# job) live outside the declared output, which Snakemake deletes when a job fails. rloo also
+# gets the reward model it is trained against (an input, and --scorer: its load_scorer args).
 
 
 rule train:
     input:
+        unpack(train_reward_model_input),
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
         base=method_start,
         accelerate_config=config["scale"]["accelerate_config"],
@@ -15,6 +17,7 @@ rule train:
     params:
         method_options=command_line_json(method_options),
         settings=command_line_json(train_settings),
+        scorer=command_line_json(train_scorer),
         checkpoints=f"{RESULTS}/checkpoints/{{method}}",
         seed=config["seed"],
         device=config["device"],
@@ -40,4 +43,5 @@ rule train:
         " --trainset {input.trainset:q} --base {input.base:q} --output {output:q}"
         " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"
         " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --scorer {params.scorer:q}"
         " > {log:q} 2>&1"

@@ -69,6 +69,11 @@ class Method:
     learns_from_pairs: ClassVar[bool] = False
     #: True when generation needs the reward model (`complete` gets a scorer).
     needs_scorer: ClassVar[bool] = False
+    #: True when it trains online against the reward model (`online_trainer` gets a scorer)
+    #: from prompt rows instead of (prompt, completion) examples.
+    trains_online: ClassVar[bool] = False
+    #: Logged training metrics kept in loss.csv next to the loss (TRL's names).
+    logged_metrics: ClassVar[tuple[str, ...]] = ()
     #: Summaries generated per summary kept (best-of-N: N); recorded as `n_candidates`.
     n_candidates: int = 1
 
@@ -125,6 +130,12 @@ class Method:
         """The Trainer of a method with `learns_from_pairs`; `args` holds `TrainingArguments`
         keyword arguments, `base_path` the folder the model was built from."""
         raise NotImplementedError(f"method {self.name!r} does not learn from pairs")
+
+    def online_trainer(self, model, tokenizer, prompts: pd.DataFrame, *, args, callbacks, scorer):
+        """The Trainer of a method with `trains_online`: `prompts` are its training rows,
+        `args` holds `TrainingArguments` keyword arguments, `scorer` is the reward model (a
+        `rewardcond.reward_models.scoring.RewardModelScorer`)."""
+        raise NotImplementedError(f"method {self.name!r} does not train online")
 
     def complete(
         self, model, tokenizer, prompts, target_rewards, *, posts, generation, seed, scorer=None
