@@ -20,7 +20,6 @@ from rewardcond.kl import (
     BEST_OF_N_ESTIMATE,
     KL_COLUMNS,
     MONTE_CARLO,
-    KLSettings,
     best_of_n_kl_bound,
     best_of_n_kl_estimate,
     check_same_vocabulary,
@@ -214,13 +213,13 @@ def test_context_free_models_against_a_hand_computed_kl(word_tokenizer):
     # Each step draws a token from p (policy) or q (sft), stopping at <eos> (id 0) or after two
     # tokens. The log-ratio of a sequence is a sum of i.i.d. per-step log-ratios over its
     # E[steps] = 1 + (1 - p_eos) steps, so by Wald's identity KL = (2 - p_eos) KL(p || q).
-    p_logits, q_logits = [0.5, 0.0, -0.5, 1.0, 0.2], [0.0, 0.3, 0.0, 0.0, -0.4]
+    p_logits, q_logits = [1.0, 0.0, -0.5, 1.0, 0.2], [-0.5, 0.3, 0.0, 0.0, -0.4]
     p, q = (
         torch.softmax(torch.tensor(p_logits).double(), 0),
         torch.softmax(torch.tensor(q_logits).double(), 0),
     )
     by_hand = float((2 - p[0]) * (p * (p / q).log()).sum())
-    assert by_hand == pytest.approx(0.26647282, abs=1e-8)  # also by summing all 21 outcomes
+    assert by_hand == pytest.approx(0.43086123, abs=1e-8)  # also by summing all 21 outcomes
     policy, reference = context_free(p_logits), context_free(q_logits)
     prompt = "a b c"
     exact = exact_sequence_kl(
@@ -350,9 +349,7 @@ STAGE_TARGETS = [
     {"name": "q100", "value": 2.0, "in_range": True},
 ]
 N_PROMPTS = 3
-SETTINGS = KLSettings(
-    samples=3, max_new_tokens=5, batch_size=8, max_prompt_tokens=MAX_PROMPT_TOKENS
-)
+SETTINGS = GenerateSettings(max_new_tokens=5, batch_size=8, max_prompt_tokens=MAX_PROMPT_TOKENS)
 
 
 @pytest.fixture(scope="module")
@@ -392,6 +389,7 @@ def _run(world, tmp_path, method, seed=0):
         output_path=str(tmp_path / f"{method}.parquet"),
         template=TEMPLATE,
         settings=SETTINGS,
+        samples=3,
         seed=seed,
         device="cpu",
     )
@@ -413,6 +411,51 @@ def test_stage_writes_per_prompt_kl_per_condition(world, tmp_path):
     # Seeded: the same table again, and the targets see the same sampling seed.
     assert table.equals(_run(world, tmp_path, "scalar"))
     assert not table.equals(_run(world, tmp_path, "scalar", seed=1))
+
+
+@pytest.mark.parametrize("method", ["scalar", "text", "tokens"])
+def test_stage_prompts_the_policy_as_generation_does_and_sft_plainly(
+    world, tmp_path, monkeypatch, method
+):
+    import rewardcond.kl
+
+    calls = []
+    real = rewardcond.kl.sample_log_ratios
+
+    def spy(policy, tokenizer, policy_prompts, reference, ref_tokenizer, ref_prompts, *a, **k):
+        calls.append((policy_prompts, ref_prompts, a[0] if a else None))
+        return real(
+            policy, tokenizer, policy_prompts, reference, ref_tokenizer, ref_prompts, *a, **k
+        )
+
+    monkeypatch.setattr(rewardcond.kl, "sample_log_ratios", spy)
+    _run(world, tmp_path, method)
+    generated = generate_method(
+        get_method(method),
+        model_path=str(world / method),
+        prompts_path=str(world / "eval_prompts.parquet"),
+        targets_path=str(world / "targets.json"),
+        output_path=str(tmp_path / "generated.parquet"),
+        template=TEMPLATE,
+        settings=GenerateSettings(max_new_tokens=5, max_prompt_tokens=MAX_PROMPT_TOKENS),
+        seed=0,
+        device="cpu",
+    )
+    conditions = list(generated["target_name"].unique())
+    assert len(calls) == len(conditions)
+    for (policy_prompts, reference_prompts, rewards), name in zip(calls, conditions, strict=True):
+        plain = [prompt.split("SUBREDDIT:", 1)[1] for prompt in policy_prompts]
+        prefixes = {prompt.split("SUBREDDIT:", 1)[0] for prompt in policy_prompts}
+        assert reference_prompts == ["SUBREDDIT:" + prompt for prompt in plain]
+        target = {t["name"]: t["value"] for t in STAGE_TARGETS}.get(name)
+        if method == "scalar":
+            assert prefixes == {""} and rewards == [target] * N_PROMPTS
+        elif method == "text":
+            text = get_method("text")
+            text.load_model(str(world / "text"))
+            assert prefixes == {text.prefix(target)} and rewards is None
+        else:
+            assert prefixes == {GOOD} and rewards is None
 
 
 def test_stage_gives_sft_exactly_zero(world, tmp_path):

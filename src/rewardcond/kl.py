@@ -33,7 +33,6 @@ import logging
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,7 +50,7 @@ from rewardcond.batching import (
     require_eos_token,
     require_pad_token,
 )
-from rewardcond.generate import render_prompts
+from rewardcond.generate import GenerateSettings, render_prompts
 from rewardcond.generation import complete
 from rewardcond.methods import get_method
 from rewardcond.modeling import RewardConditionedLM
@@ -476,18 +475,6 @@ def best_of_n_kl_estimate(n: int, log_epsilon: float | np.ndarray) -> np.ndarray
 # --- the stage ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class KLSettings:
-    """Sampling settings of the KL estimate: `samples` completions per prompt and condition
-    (config `evaluate.kl_samples`), generation's `max_new_tokens`, `batch_size` and
-    `max_prompt_tokens` (prompts rendered as in generation)."""
-
-    samples: int = 4
-    max_new_tokens: int = 48
-    batch_size: int = 32
-    max_prompt_tokens: int = 512
-
-
 def run_kl(
     method,
     *,
@@ -497,17 +484,21 @@ def run_kl(
     targets_path: str,
     output_path: str,
     template: str,
-    settings: KLSettings,
+    settings: GenerateSettings,
+    samples: int,
     seed: int,
     device: str = "auto",
 ) -> pd.DataFrame:
     """Rule `kl` for a method with a model: per-prompt KL(pi || pi_sft) at each condition.
 
     `method` (a `rewardcond.methods.Method`) loads its model from `model_path` and renders each
-    condition's prompts as `generate_method` does; the sft model from `sft_path` scores the
-    samples after the plain prompt. Every condition's samples use the same `seed`, so that
-    conditions differ only in their condition. Writes and returns `KL_COLUMNS` (one row per
-    prompt and condition, `estimator` "monte_carlo", `kl_bound` NaN).
+    condition's prompts as `generate_method` does with the same `settings` (config `generate`:
+    `max_new_tokens`, `batch_size`, `max_prompt_tokens`; its decoding settings do not apply, the
+    KL samples the policy itself); the sft model from `sft_path` scores the samples after the
+    plain prompt. `samples` completions per prompt and condition (config `evaluate.kl_samples`);
+    every condition's samples use the same `seed`, so that conditions differ only in their
+    condition. Writes and returns `KL_COLUMNS` (one row per prompt and condition, `estimator`
+    "monte_carlo", `kl_bound` NaN).
     """
     device = resolve_device(device)
     policy, tokenizer = method.load_model(model_path)
@@ -537,7 +528,7 @@ def run_kl(
             reference_tokenizer,
             rendered,
             rewards,
-            samples=settings.samples,
+            samples=samples,
             max_new_tokens=settings.max_new_tokens,
             batch_size=settings.batch_size,
             seed=seed,
@@ -573,7 +564,7 @@ def run_best_of_n_kl(
     prompts_path: str,
     output_path: str,
     template: str,
-    settings: KLSettings,
+    settings: GenerateSettings,
     device: str = "auto",
 ) -> pd.DataFrame:
     """Rule `kl` for best-of-N (`bon<N>`), from its generations: per prompt, the analytic bound
@@ -581,10 +572,11 @@ def run_best_of_n_kl(
     "best_of_n_beirami"): `best_of_n_kl_estimate(N, log pi_sft(y | x))` of each kept summary y,
     averaged over the prompt's kept summaries (generate.num_samples of them).
 
-    log pi_sft(y | x) is scored as `generate_method` prompted sft (the same rendered prompt);
-    y is the kept summary's text re-encoded (+ EOS if it finished), which is the tokenization
-    sft was trained on but not necessarily the one it sampled (text is all a generation keeps),
-    so eps can be a little low (a rare non-canonical sample). `kl_k3` and `logp_policy` are NaN:
+    log pi_sft(y | x) is scored after the prompt `generate_method` gave sft with the same
+    `settings` (config `generate`); y is the kept summary's text re-encoded (+ EOS if it
+    finished), which is the tokenization sft was trained on but not necessarily the one it
+    sampled (text is all a generation keeps), so eps can be a little low (a rare non-canonical
+    sample). `kl_k3` and `logp_policy` are NaN:
     best-of-N has no model whose likelihood one could evaluate.
 
     Raises:
