@@ -117,7 +117,7 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
             {"evaluate": {"main_methods": "sft"}},
             "evaluate.main_methods: unknown key (did you "
             "mean 'main_method'?); keys allowed in evaluate: bootstrap_samples, ci_level, "
-            "main_method, on_empty, rouge_use_stemmer",
+            "kl_samples, main_method, on_empty, rouge_use_stemmer",
         ),
     ],
 )
@@ -357,7 +357,8 @@ SECTIONS = {
     "evaluate": (
         ("evaluate",),
         dataclass_defaults(BootstrapSettings),
-        ("main_method", "on_empty", "rouge_use_stemmer"),  # arguments of other functions
+        # arguments of other functions (kl_samples: run_kl's `samples`, which has no default)
+        ("kl_samples", "main_method", "on_empty", "rouge_use_stemmer"),
         {"bootstrap_samples": "n_resamples", "ci_level": "level"},
         ("seed",),  # the top-level seed, which has no default
     ),
