@@ -431,7 +431,7 @@ def _next_token_logprobs(model, tokenizer, prompt, prefixes, target_reward) -> t
 
 def best_of_n_kl_bound(n: int) -> float:
     """`log n - (n - 1)/n` nats: the KL of best-of-n from its sampling policy as Stiennon et al.
-    2020 (appendix G.3) and Gao et al. 2022 give it, exact only when no two candidates can tie
+    2020 (appendix) and Gao et al. 2022 give it, exact only when no two candidates can tie
     (a continuous distribution of rewards); Beirami et al. 2024 (arXiv:2401.01879, Theorem 3.1)
     prove it an upper bound of the KL for every reference policy and reward.
 
@@ -454,8 +454,13 @@ def best_of_n_kl_estimate(n: int, log_epsilon: float | np.ndarray) -> np.ndarray
     `exp(log_epsilon)`, pi_sft of the kept summary). It is the exact KL when the reference puts
     mass eps on the best outcome and spreads the rest without atoms, and it never exceeds
     `best_of_n_kl_bound(n)`, to which it tends as eps -> 0; at eps = 1 (a deterministic
-    reference) it is 0. Computed in log space, so that sequence probabilities of e^-100 are
-    exact. Returns an array of the shape of `log_epsilon`.
+    reference) it is 0. tests/test_kl.py checks it against the exact KL of best-of-n computed
+    from its probability mass function (F(y)^n - F(y-)^n, F the reference's CDF by reward).
+    Computed in log space, so that sequence probabilities of e^-100 are exact. Returns an array
+    of the shape of `log_epsilon`.
+
+    For sequences eps is tiny unless sft repeats itself, so the estimate is at the bound; it
+    falls below it where sft's own samples often coincide (a near-deterministic sft).
     """
     bound = best_of_n_kl_bound(n)
     log_epsilon = np.minimum(np.asarray(log_epsilon, dtype=np.float64), 0.0)
