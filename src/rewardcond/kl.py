@@ -24,6 +24,11 @@ two policies' distributions of completions of the same post. Both are distributi
 sequences, so both models must share their tokenizer's ids (checked); a token the policy can
 emit and sft cannot (e.g. `tokens`' `<|good|>` in a completion) has log pi_sft = -inf, which
 makes that prompt's KL infinite; such samples are counted (`n_unsupported`).
+
+What is measured is the policy's own distribution (temperature 1, top_p 1), as Gao et al.
+measure their policies, whatever `generate` decodes with for the tables (greedy in the shipped
+configs): a greedy decoder is a point mass, whose KL from sft would be -log pi_sft of its one
+output, and is not what this estimates. Best-of-N samples at temperature 1 in both.
 """
 
 from __future__ import annotations
