@@ -421,13 +421,13 @@ def _next_token_logprobs(model, tokenizer, prompt, prefixes, target_reward) -> t
             extra["target_rewards"] = [target_reward] * len(chunk)
         with torch.no_grad():
             logits = model(
-                input_ids=batch["input_ids"],
-                attention_mask=mask,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                input_ids=batch["input_ids"].to(model.device),
+                attention_mask=mask.to(model.device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(model.device),
                 logits_to_keep=1,
                 **extra,
             ).logits[:, -1]
-        rows.append(torch.log_softmax(logits.float(), dim=-1))
+        rows.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     return torch.cat(rows)
 
 
