@@ -21,6 +21,7 @@ include: "workflow/rules/trainset.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_summaries.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/kl.smk"
 
 
 rule all:

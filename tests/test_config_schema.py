@@ -118,7 +118,7 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
             {"evaluate": {"main_methods": "sft"}},
             "evaluate.main_methods: unknown key (did you "
             "mean 'main_method'?); keys allowed in evaluate: bootstrap_samples, ci_level, "
-            "llm_judge, main_method, on_empty, rouge_use_stemmer",
+            "kl_samples, llm_judge, main_method, on_empty, rouge_use_stemmer",
         ),
         (
             {"evaluate": {"llm_judge": {"model": "m", "base_url": "http://h/v1", "api_key": "x"}}},
@@ -370,8 +370,9 @@ SECTIONS = {
     "evaluate": (
         ("evaluate",),
         dataclass_defaults(BootstrapSettings),
-        # arguments of other functions; llm_judge is its own section (below)
-        ("main_method", "on_empty", "rouge_use_stemmer", "llm_judge"),
+        # arguments of other functions (kl_samples: run_kl's `samples`, which has no default);
+        # llm_judge is its own section (below)
+        ("kl_samples", "main_method", "on_empty", "rouge_use_stemmer", "llm_judge"),
         {"bootstrap_samples": "n_resamples", "ci_level": "level"},
         ("seed",),  # the top-level seed, which has no default
     ),
