@@ -521,6 +521,17 @@ def test_raw_file_that_differs_from_its_manifest_is_refused(tmp_path):
         prepare(raw, tmp_path / "out")
 
 
+def test_raw_file_that_prepare_does_not_read_is_refused_not_ignored(tmp_path):
+    axis = "dataset/axis_evals/tldr_axis_evals.json"
+    raw = write_raw(tmp_path / "raw", {BATCH: [COMPARISON], axis: [COMPARISON]})
+    with pytest.raises(ValueError) as error:
+        prepare(raw, tmp_path / "out")
+    assert str(error.value) == (
+        f"{raw / 'manifest.json'}: prepare reads datasets/tldr_3_filtered/*.jsonl and "
+        f"dataset/comparisons/*.json, not {[axis]}; remove them from config key data.files"
+    )
+
+
 def test_unknown_on_bad_record_is_refused(tmp_path):
     raw = write_raw(tmp_path / "raw", {BATCH: [COMPARISON]})
     with pytest.raises(ValueError, match="on_bad_record='drop'; expected one of"):

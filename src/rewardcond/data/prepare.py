@@ -124,6 +124,13 @@ def prepare(
     names = list(manifest["files"])
     tldr = [n for n in names if n.startswith("datasets/tldr_3_filtered/")]
     comparison_files = [n for n in names if n.startswith("dataset/comparisons/")]
+    gold = {"gold.jsonl"} if manifest.get("source") == "synthetic" else set()  # the world's gold
+    unread = sorted(set(names) - set(tldr) - set(comparison_files) - gold)
+    if unread:  # e.g. OpenAI's axis_evals: another layout, which nothing here parses
+        raise ValueError(
+            f"{raw_dir / 'manifest.json'}: prepare reads datasets/tldr_3_filtered/*.jsonl and "
+            f"dataset/comparisons/*.json, not {unread}; remove them from config key data.files"
+        )
     for name in tldr:
         split = Path(name).stem
         if split not in TLDR_SPLITS:
