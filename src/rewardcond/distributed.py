@@ -169,8 +169,13 @@ def merge_shards(
     output: str | os.PathLike,
     *,
     group_by: Sequence[str] = (),
+    order_by: str | None = None,
 ) -> pd.DataFrame:
     """Concatenate shard Parquet files (named `...<i>-of-<n>...`) in shard order into `output`.
+
+    With `order_by`, a column that shards of a sharded job carry (e.g. `row`, each row's position
+    in the job's input, when shards take rows that are not one block), rows are put in its order
+    and the column dropped; a single unsharded file need not have it.
 
     With `group_by`, a shard holds one block of rows per group (e.g. per generation pass, each
     over the shard's prompts); the blocks are then regrouped, groups in order of first
@@ -198,6 +203,11 @@ def merge_shards(
     frames = [pd.read_parquet(by_index[index]) for index in range(count)]
     # An empty shard (fewer rows than shards) carries no dtypes worth concatenating.
     frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    if order_by is not None and (count > 1 or order_by in frame.columns):
+        if order_by not in frame.columns:
+            raise ValueError(f"shards to merge into {output} have no {order_by!r} column")
+        frame = frame.sort_values(order_by, kind="stable").drop(columns=order_by)
+        frame = frame.reset_index(drop=True)
     if group_by:
         groups = frame[list(group_by)].apply(tuple, axis=1)
         rank = {group: order for order, group in enumerate(dict.fromkeys(groups))}

@@ -31,8 +31,8 @@ rule train_reward_model:
 
 
 # Scoring is split into independent shard jobs ("1-of-N" ... "N-of-N", N = scale.score_shards or
-# `--set-scatter score=N`), each a contiguous block of rows on its own GPU; the merge restores the
-# single-job table exactly (README "Scaling up").
+# `--set-scatter score=N`), each on its own GPU taking whole batches of the plan made over all rows;
+# the merge restores the single-job table bit for bit (README "Scaling up").
 rule score_completions:
     input:
         unpack(reward_model_input),
