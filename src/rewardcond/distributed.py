@@ -168,6 +168,22 @@ def shard_bounds(n_rows: int, index: int, count: int) -> tuple[int, int]:
     return start, start + size + (index < extra)
 
 
+def batch_aligned_rows(
+    lengths: Sequence[int], batch_size: int, index: int, count: int
+) -> list[int]:
+    """Rows (ascending) of shard `index` of `count` when rows are batched by length: a stable
+    sort by `lengths` cut into batches of `batch_size` (as `rewardcond.decoding.complete` cuts
+    them), of which the shard takes a contiguous run (`shard_bounds` over the batches).
+
+    Batching the shard's rows the same way then forms exactly the single job's batches, so every
+    row is computed in the same batch, padded to the same width, whatever the sharding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n_batches = -(-len(order) // batch_size)
+    first, last = shard_bounds(n_batches, index, count)
+    return sorted(order[first * batch_size : last * batch_size])
+
+
 def take_shard(frame: pd.DataFrame, item: str) -> pd.DataFrame:
     """The rows of `frame` that shard `item` (`"<i>-of-<n>"`) processes, index reset."""
     start, stop = shard_bounds(len(frame), *parse_shard(item))
@@ -246,8 +262,12 @@ def merge_generation_shards(shard_paths, output_path) -> pd.DataFrame:
     """Join the shards of the generation stage (`rewardcond.summaries.generate_method`, split by
     prompt) into the single-job table.
 
-    A job writes pass by pass (target, sample), each pass over its prompts in order; the merge
-    puts every pass back together, prompts in their order. Greedy decoding gives the same
-    tokens either way; sampled text does not, as each job seeds its passes from the start.
+    A job writes pass by pass (target, sample), each pass over its prompts in order (with
+    several shards, each row's prompt position in `row`); the merge puts every pass back
+    together, prompts in their order. Greedy decoding gives the same tokens either way (a shard
+    forms the single job's batches: `batch_aligned_rows`); sampled text does not, as each job
+    seeds its passes from the start.
     """
-    return merge_shards(shard_paths, output_path, group_by=["target_name", "sample"])
+    return merge_shards(
+        shard_paths, output_path, group_by=["target_name", "sample"], order_by="row"
+    )
