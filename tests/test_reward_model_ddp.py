@@ -75,7 +75,9 @@ def train(world: Path, run: Path, processes: int) -> Path:
 def test_reward_model_ddp_two_processes_match_one_process(world, tmp_path):
     one = train(world, tmp_path / "one", processes=1)
     two = train(world, tmp_path / "two", processes=2)
-    assert json.loads((two / "manifest.json").read_text())["params"]["world_size"] == 2
+    manifest = json.loads((two / "manifest.json").read_text())
+    assert manifest["params"]["world_size"] == 2
+    assert manifest["params"]["template"] == TEMPLATE  # the rule passes it as JSON
     log = (tmp_path / "two" / "train.log").read_text()
     assert "global batch 8 = 4 per device x 1 accumulation x 2 processes" in log
     ours, theirs = pd.read_csv(two / "loss.csv"), pd.read_csv(one / "loss.csv")

@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base", required=True, help="base model folder")
     parser.add_argument("--output", required=True, help="reward model folder")
     parser.add_argument("--checkpoints", required=True, help="checkpoint folder (resumed)")
-    parser.add_argument("--template", required=True, help="prompt.template")
+    parser.add_argument("--template", type=json.loads, required=True, help="JSON string")
     parser.add_argument("--params", type=json.loads, required=True, help="reward_model.train")
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
