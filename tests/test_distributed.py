@@ -1,10 +1,12 @@
 """Batch planning, shard arithmetic and checkpoint discovery of rewardcond.distributed."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from rewardcond.distributed import (
     BatchPlan,
+    batch_aligned_rows,
     last_checkpoint,
     merge_shards,
     parse_shard,
@@ -165,3 +167,25 @@ def test_shard_device_spreads_shards_over_visible_gpus(monkeypatch):
     ]
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert shard_device("cuda", "2-of-2") == "cuda"
+
+
+def _batches(rows, lengths, batch_size):
+    """The batches `rewardcond.decoding.complete` forms over `rows` (stable sort by length)."""
+    order = sorted(rows, key=lambda i: lengths[i])
+    return [tuple(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7])
+def test_batch_aligned_shards_form_the_single_jobs_batches(count):
+    """1,000 prompts of 5-60 tokens (many ties) in batches of 16: the shards partition the rows,
+    and batching each shard's rows as `complete` does gives exactly the single job's batches
+    (contiguous blocks of rows, the former sharding, do not)."""
+    lengths = np.random.default_rng(0).integers(5, 60, 1000).tolist()
+    single = _batches(range(1000), lengths, 16)
+    shards = [batch_aligned_rows(lengths, 16, index, count) for index in range(count)]
+    assert sorted(row for rows in shards for row in rows) == list(range(1000))
+    assert all(rows == sorted(rows) for rows in shards)
+    assert [b for rows in shards for b in _batches(rows, lengths, 16)] == single
+    if count > 1:
+        blocks = [range(*shard_bounds(1000, index, count)) for index in range(count)]
+        assert [b for rows in blocks for b in _batches(rows, lengths, 16)] != single

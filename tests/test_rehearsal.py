@@ -80,7 +80,8 @@ TRAIN_RM = """\
 reward_model:
   kind: train  # the second rehearsal: the paper's recipe on the gpt2 base
   train:
-    batch_size: 16  # sizes: a few steps over the mirror's train comparisons
+    global_batch_size: 16  # sizes: a few steps over the mirror's train comparisons
+    per_device_batch_size: 16
 """
 
 

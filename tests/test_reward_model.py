@@ -16,8 +16,10 @@ from reward_helpers import (
     toy_comparisons,
     toy_posts,
 )
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, TrainerCallback
 
+from rewardcond.curves import loss_curve
+from rewardcond.distributed import plan_batches
 from rewardcond.reward_models.accuracy import (
     ANCHORS,
     accuracy_table,
@@ -28,6 +30,7 @@ from rewardcond.reward_models.inputs import post_fields
 from rewardcond.reward_models.model import RewardModel, last_token_index, pairwise_loss
 from rewardcond.reward_models.scoring import RewardModelScorer, load_scorer
 from rewardcond.reward_models.training import (
+    RewardModelTrainSettings,
     build_trained_reward_model,
     normalize_to_references,
     train_reward_model,
@@ -75,7 +78,7 @@ def test_comparison_pairs_puts_the_choice_first():
         comparison_pairs(comparisons.assign(choice=[0, 2, 1, 0]))
 
 
-def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer):
+def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer, tmp_path):
     posts = post_fields(toy_posts(16))
     model = tiny_reward_model(tiny_tokenizer)
     scorer_kwargs = {"template": TEMPLATE, "identity": "t", "progress": False}
@@ -89,31 +92,42 @@ def test_training_raises_pair_accuracy_and_bias_gets_no_gradient(tiny_tokenizer)
     with torch.no_grad():  # start from a head that prefers the wrong summary
         model.score.weight.mul_(-1 if pair_accuracy() > 0.5 else 1)
     before = pair_accuracy()
-    history = train_reward_model(
-        model, tiny_tokenizer, posts, [GOOD] * 16, [BAD] * 16,
-        template=TEMPLATE, epochs=6, batch_size=8, lr=1e-2, seed=0, log_every=1,
+    settings = RewardModelTrainSettings(
+        epochs=6, global_batch_size=8, per_device_batch_size=4, lr=1e-2, logging_steps=1
+    )
+    trainer = train_reward_model(
+        model, tiny_tokenizer, posts, [GOOD] * 16, [BAD] * 16, template=TEMPLATE,
+        settings=settings, checkpoint_dir=tmp_path / "checkpoints", seed=0,
     )  # fmt: skip
+    history = loss_curve(trainer.state.log_history, ("accuracy",))
     assert before <= 0.5
     assert pair_accuracy() == 1.0
+    # 16 pairs, 8 per step (2 micro-batches of 4 accumulated), 6 epochs: 12 steps
+    assert trainer.args.gradient_accumulation_steps == 2
     assert len(history) == 12 and history["step"].tolist() == list(range(1, 13))
-    # transformers' cosine schedule, one warmup step (5% of 12, rounded); the rate of each row
-    # is the one after its step.
-    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * (step - 1) / 11)) for step in range(1, 13)]
-    assert history["lr"].tolist() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    # transformers' cosine schedule, one warmup step (5% of 12, rounded up); each row shows the
+    # rate its step used: 0 at the warmup step, then the peak, decaying over the 11 steps left.
+    expected = [0.0] + [1e-2 * 0.5 * (1 + math.cos(math.pi * k / 11)) for k in range(11)]
+    assert history["learning_rate"].tolist() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert np.isfinite(history["loss"]).all()
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
+    assert history["accuracy"].iloc[-1] == 1.0
     assert model.score.bias.item() == bias  # the pairwise loss cannot see a constant
 
 
-def test_training_is_seeded(tiny_tokenizer):
+def test_training_is_seeded(tiny_tokenizer, tmp_path):
     posts = post_fields(toy_posts(8))
+    settings = RewardModelTrainSettings(global_batch_size=4, per_device_batch_size=4, lr=1e-2)
     runs = []
-    for _ in range(2):
+    for run in range(2):
         model = tiny_reward_model(tiny_tokenizer)
+        start = model.score.weight.detach().clone()
         train_reward_model(
-            model, tiny_tokenizer, posts, [GOOD] * 8, [BAD] * 8,
-            template=TEMPLATE, epochs=1, batch_size=4, lr=1e-2, seed=3,
+            model, tiny_tokenizer, posts, [GOOD] * 8, [BAD] * 8, template=TEMPLATE,
+            settings=settings, checkpoint_dir=tmp_path / f"run{run}", seed=3,
         )  # fmt: skip
         runs.append(model.score.weight.detach().clone())
+    assert not torch.equal(runs[0], start)
     assert torch.equal(runs[0], runs[1])
 
 
@@ -154,19 +168,24 @@ def test_build_trained_reward_model_stage(tiny_tokenizer, tmp_path):
     base = tiny_base(tiny_tokenizer)
     base.save_pretrained(tmp_path / "base")
     tiny_tokenizer.save_pretrained(tmp_path / "base")
-    params = {"epochs": 2, "batch_size": 4, "lr": 1e-2, "max_length": 64, "batch_tokens": 256}
+    params = {"epochs": 2, "global_batch_size": 4, "per_device_batch_size": 4, "lr": 1e-2,
+              "max_length": 64, "batch_tokens": 256}  # fmt: skip
     manifest = build_trained_reward_model(
         comparisons_path=tmp_path / "comparisons.parquet",
         posts_path=tmp_path / "posts.parquet",
         base_path=tmp_path / "base",
         output_dir=tmp_path / "rm",
+        checkpoint_dir=tmp_path / "checkpoints",
         template=TEMPLATE,
         params=params,
         seed=0,
         device="cpu",
     )
     files = sorted(p.name for p in (tmp_path / "rm").iterdir())
-    assert {"config.json", "model.safetensors", "manifest.json", "loss.csv"} <= set(files)
+    assert {"config.json", "model.safetensors", "manifest.json", "loss.csv", "loss.png"} <= set(
+        files
+    )
+    assert manifest["global_step"] == 6 and manifest["resumed_from"] is None  # 12 pairs / 4 x 2
     assert manifest["n_train_pairs"] == 12 and manifest["n_train_other_domains"] == 1
     assert manifest["normalization"]["n_references"] == 6
     assert json.loads((tmp_path / "rm" / "manifest.json").read_text())["seed"] == 0
@@ -175,6 +194,84 @@ def test_build_trained_reward_model_stage(tiny_tokenizer, tmp_path):
     train_refs = posts[posts["split"] == "train"]
     rewards = scorer.score(post_fields(train_refs), train_refs["reference"].tolist())
     assert abs(rewards.mean()) < 1e-6
+
+
+def _rm_world(tiny_tokenizer, tmp_path, n_posts=24):
+    posts = toy_posts(n_posts).assign(domain="tldr")
+    posts["post"] = [p + " More." * (i % 5) for i, p in enumerate(posts["post"])]
+    posts.to_parquet(tmp_path / "posts.parquet")
+    toy_comparisons(posts).to_parquet(tmp_path / "comparisons.parquet")
+    tiny_base(tiny_tokenizer).save_pretrained(tmp_path / "base")
+    tiny_tokenizer.save_pretrained(tmp_path / "base")
+
+
+def _build_rm(tmp_path, name, params, callbacks=()):
+    return build_trained_reward_model(
+        comparisons_path=tmp_path / "comparisons.parquet",
+        posts_path=tmp_path / "posts.parquet",
+        base_path=tmp_path / "base",
+        output_dir=tmp_path / name,
+        checkpoint_dir=tmp_path / f"{name}-checkpoints",
+        template=TEMPLATE,
+        params=params,
+        seed=5,
+        device="cpu",
+        callbacks=callbacks,
+    )
+
+
+RESUME_PARAMS = {"global_batch_size": 4, "per_device_batch_size": 2, "lr": 1e-2,
+                 "save_steps": 2, "logging_steps": 1, "max_length": 64}  # fmt: skip
+
+
+def test_a_killed_reward_model_training_resumes_to_the_same_weights(tiny_tokenizer, tmp_path):
+    """24 pairs in steps of 4 (2 accumulated micro-batches of 2): 6 steps, killed after the
+    checkpoint of step 4, resumed: the same weights bit for bit as a run never killed."""
+    _rm_world(tiny_tokenizer, tmp_path)
+
+    class Kill(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 4:
+                raise KeyboardInterrupt("killed after the checkpoint of step 4")
+
+    with pytest.raises(KeyboardInterrupt):
+        _build_rm(tmp_path, "resumed", RESUME_PARAMS, callbacks=[Kill()])
+    assert not (tmp_path / "resumed").exists()
+    assert (tmp_path / "resumed-checkpoints" / "checkpoint-4").is_dir()
+
+    class CountSteps(TrainerCallback):
+        steps = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.steps.append(state.global_step)
+
+    manifest = _build_rm(tmp_path, "resumed", RESUME_PARAMS, callbacks=[CountSteps()])
+    assert CountSteps.steps == [5, 6]  # only the steps after the checkpoint ran again
+    _build_rm(tmp_path, "straight", RESUME_PARAMS)
+    assert manifest["resumed_from"].endswith("checkpoint-4") and manifest["global_step"] == 6
+    resumed = RewardModel.from_pretrained(tmp_path / "resumed").state_dict()
+    straight = RewardModel.from_pretrained(tmp_path / "straight").state_dict()
+    base = RewardModel.from_base(tiny_base(tiny_tokenizer)).state_dict()
+    assert resumed.keys() == straight.keys()
+    for key in resumed:
+        assert torch.equal(resumed[key], straight[key]), key
+    changed = [key for key in base if not torch.equal(base[key], straight[key])]
+    # Every parameter trained but the final layer norm's bias: it adds the same w.b to every
+    # reward, which the pairwise loss cannot see (the head's bias moved by normalisation).
+    assert sorted(set(base) - set(changed)) == ["backbone.ln_f.bias"]
+    curve = pd.read_csv(tmp_path / "resumed" / "loss.csv")
+    pd.testing.assert_frame_equal(curve, pd.read_csv(tmp_path / "straight" / "loss.csv"))
+    assert curve["step"].tolist() == list(range(1, 7)) and np.isfinite(curve["loss"]).all()
+
+
+def test_reward_model_checkpoints_of_other_settings_are_discarded(tiny_tokenizer, tmp_path):
+    _rm_world(tiny_tokenizer, tmp_path, n_posts=8)
+    _build_rm(tmp_path, "rm", RESUME_PARAMS)
+    assert (tmp_path / "rm-checkpoints" / "checkpoint-2").is_dir()
+    manifest = _build_rm(tmp_path, "rm", {**RESUME_PARAMS, "lr": 5e-3})
+    assert manifest["resumed_from"] is None
+    with pytest.raises(ValueError, match="reward_model.train.global_batch_size=3 does not divide"):
+        plan_batches(3, num_processes=2, max_per_device_batch_size=2, section="reward_model.train")
 
 
 def test_build_trained_reward_model_rejects_unknown_posts(tiny_tokenizer, tmp_path):
@@ -187,8 +284,9 @@ def test_build_trained_reward_model_rejects_unknown_posts(tiny_tokenizer, tmp_pa
             posts_path=tmp_path / "posts.parquet",
             base_path=tmp_path / "missing",
             output_dir=tmp_path / "rm",
+            checkpoint_dir=tmp_path / "checkpoints",
             template=TEMPLATE,
-            params={"epochs": 1, "batch_size": 2, "lr": 1e-3},
+            params={"epochs": 1, "global_batch_size": 2, "lr": 1e-3},
             seed=0,
         )
     assert not (tmp_path / "rm").exists()

@@ -3,7 +3,7 @@
 Each shard runs in its own CPU process, both at once (the single job in the test's process),
 through the functions the shard rules call (`score_completions(..., shard=)`,
 `generate_method(..., shard=)`); the merge functions of the merge rules join them. Small batches
-make shards batch their rows differently from the single job, as they would on a cluster.
+give many batches; a scoring shard takes whole batches of the single job's plan.
 """
 
 import json
@@ -144,7 +144,7 @@ def test_shard_scoring_merges_into_the_single_process_output(world):
     assert len(merged) == len(single) == 45
     assert merged["completion_id"].tolist() == single["completion_id"].tolist()
     assert merged.columns.tolist() == single.columns.tolist()
-    np.testing.assert_allclose(merged["reward"], single["reward"], rtol=0, atol=1e-5)
+    assert merged["reward"].tolist() == single["reward"].tolist()  # bit for bit
     assert merged["reward"].std() > 1e-3  # rewards differ between rows: a real comparison
     others = [column for column in single.columns if column != "reward"]
     pd.testing.assert_frame_equal(merged[others], single[others])
@@ -182,3 +182,78 @@ def test_shard_generation_merges_into_the_single_process_output(world):
     assert single["text"].nunique() > 1  # greedy text differs between prompts
     pd.testing.assert_frame_equal(merged, single)
     pd.testing.assert_frame_equal(pd.read_parquet(world / "generations.merged.parquet"), single)
+
+
+def test_scoring_at_demo_scale_is_byte_identical_for_1_2_and_3_shards(tmp_path, tiny_tokenizer):
+    """3,000 completions of 1-30 words on 600 posts of 3-30 words (the demo scores 17,253 in
+    batches of 8,192 tokens) with a 128-wide reward model, the demo's: every shard count gives
+    the same Parquet bytes. Shards run in this process, one after the other; that a shard's
+    rewards do not depend on which process runs it is the test above."""
+    rng = np.random.default_rng(7)
+    words = np.array(["roommate", "dishes", "rent", "debt", "card", "flat", "asked", "twice"])
+    n_posts, n_rows = 600, 3000
+    posts = pd.DataFrame(
+        {
+            "post_id": [f"p{i}" for i in range(n_posts)],
+            "subreddit": "relationships",
+            "title": [f"My roommate {i}" for i in range(n_posts)],
+            "post": [" ".join(rng.choice(words, rng.integers(3, 30))) for _ in range(n_posts)],
+        }
+    )
+    posts.to_parquet(tmp_path / "posts.parquet")
+    pd.DataFrame(
+        {
+            "completion_id": [f"{i:016x}" for i in range(n_rows)],
+            "post_id": [f"p{i}" for i in rng.integers(0, n_posts, n_rows)],
+            "text": [" " + " ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(n_rows)],
+            "policy": "sup",
+            "source": "comparison",
+            "split": "train",
+        }
+    ).to_parquet(tmp_path / "completions.parquet")
+    torch.manual_seed(3)
+    config = GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=128, n_layer=2, n_head=4,
+                        n_positions=256, pad_token_id=tiny_tokenizer.pad_token_id)  # fmt: skip
+    from rewardcond.reward_models.scoring import RewardModelScorer
+
+    scorer = RewardModelScorer(
+        RewardModel.from_base(GPT2LMHeadModel(config).eval()),
+        tiny_tokenizer,
+        template=TEMPLATE,
+        identity="trained:0123456789abcdef",
+        batch_tokens=8192,
+        progress=False,
+    )
+    from rewardcond.reward_models.completions import score_completions
+
+    def run(count: int) -> bytes:
+        items = [f"{i}-of-{count}" for i in range(1, count + 1)]
+        for item in items:
+            score_completions(
+                completions_path=tmp_path / "completions.parquet",
+                posts_path=tmp_path / "posts.parquet",
+                output_path=tmp_path / f"scored.{item}.parquet",
+                report_path=tmp_path / f"report.{item}.json",
+                scorer=scorer,
+                shard=item,
+            )
+        merge_scored_shards(
+            shard_paths=[tmp_path / f"scored.{item}.parquet" for item in items],
+            report_paths=[tmp_path / f"report.{item}.json" for item in items],
+            output_path=tmp_path / f"merged.{count}.parquet",
+            report_path=tmp_path / f"merged.{count}.json",
+        )
+        return (tmp_path / f"merged.{count}.parquet").read_bytes()
+
+    with torch.inference_mode():
+        single, two, three = run(1), run(2), run(3)
+    table = pd.read_parquet(tmp_path / "merged.1.parquet")
+    assert len(table) == n_rows and table["reward"].std() > 1e-3
+    assert table["completion_id"].tolist() == [f"{i:016x}" for i in range(n_rows)]
+    for count, merged in ((2, two), (3, three)):
+        other = pd.read_parquet(tmp_path / f"merged.{count}.parquet")
+        different = int((other["reward"].to_numpy() != table["reward"].to_numpy()).sum())
+        assert different == 0, f"{count} shards: {different} of {n_rows} rewards differ"
+        assert merged == single
+        report = json.loads((tmp_path / f"merged.{count}.json").read_text())
+        assert (report["n_in"], report["n_scored"], report["shards"]) == (n_rows, n_rows, count)

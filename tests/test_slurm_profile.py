@@ -343,8 +343,9 @@ def submission(tmp_path_factory):
     state = tmp / "state"
     state.mkdir()
     python = sys.executable
+    # `row`: a shard of several carries each row's input position, by which the merge orders
     stub = pd.DataFrame({"source": ["policy"], "split": ["train"], "reward": [0.0],
-                         "target_name": ["none"], "sample": [0]})  # fmt: skip
+                         "target_name": ["none"], "sample": [0], "row": [0]})  # fmt: skip
     stub.to_parquet(state / "stub.parquet")
     (state / "stub.json").write_text(json.dumps(STUB_REPORT))
 

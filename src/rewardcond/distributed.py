@@ -10,15 +10,20 @@ concatenated in shard order, which is the single-process output.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from rewardcond.artifacts import resolve_device, write_parquet
+from rewardcond.artifacts import resolve_device, write_json, write_parquet
+
+logger = logging.getLogger(__name__)
 
 GLOBAL_BATCH_KEY = "train.global_batch_size"
 ACCUMULATION_KEY = "train.gradient_accumulation_steps"
@@ -27,6 +32,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-([0-9]+)$")
 # Written last by transformers' Trainer when it saves a checkpoint, so its presence marks a
 # checkpoint that was saved completely (a job killed mid-save leaves a folder without it).
 _CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
+FINGERPRINT = "fingerprint.json"
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ def plan_batches(
     num_processes: int,
     max_per_device_batch_size: int,
     gradient_accumulation_steps: int | None = None,
+    section: str = "train",
 ) -> BatchPlan:
     """Split `global_batch_size` over `num_processes` devices.
 
@@ -58,18 +65,21 @@ def plan_batches(
     that fits `max_per_device_batch_size` and divides each process's share, so accumulation is
     as small as memory allows. A fixed accumulation must divide the share and leave a micro-batch
     within the maximum. Raises ValueError naming the config key when the numbers do not divide:
-    a silently rounded batch would make results depend on the number of GPUs.
+    a silently rounded batch would make results depend on the number of GPUs. `section` is the
+    config section the keys are named under (`train`, or `reward_model.train`).
     """
+    global_key = GLOBAL_BATCH_KEY.replace("train", section, 1)
+    accumulation_key = ACCUMULATION_KEY.replace("train", section, 1)
     for name, value in (
-        (GLOBAL_BATCH_KEY, global_batch_size),
+        (global_key, global_batch_size),
         ("number of processes", num_processes),
-        ("train.per_device_batch_size", max_per_device_batch_size),
+        (f"{section}.per_device_batch_size", max_per_device_batch_size),
     ):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
     if global_batch_size % num_processes:
         raise ValueError(
-            f"{GLOBAL_BATCH_KEY}={global_batch_size} does not divide over {num_processes}"
+            f"{global_key}={global_batch_size} does not divide over {num_processes}"
             f" processes; choose a global batch that is a multiple of the number of GPUs"
         )
     per_process = global_batch_size // num_processes
@@ -83,15 +93,15 @@ def plan_batches(
         accumulation = gradient_accumulation_steps
         if accumulation < 1 or per_process % accumulation:
             raise ValueError(
-                f"{ACCUMULATION_KEY}={accumulation} does not divide the {per_process} examples"
-                f" each of {num_processes} processes gets from {GLOBAL_BATCH_KEY}"
+                f"{accumulation_key}={accumulation} does not divide the {per_process} examples"
+                f" each of {num_processes} processes gets from {global_key}"
                 f"={global_batch_size}"
             )
         if per_process // accumulation > max_per_device_batch_size:
             raise ValueError(
-                f"{ACCUMULATION_KEY}={accumulation} leaves {per_process // accumulation} examples"
+                f"{accumulation_key}={accumulation} leaves {per_process // accumulation} examples"
                 f" per device with {num_processes} processes, above"
-                f" train.per_device_batch_size={max_per_device_batch_size}; raise the"
+                f" {section}.per_device_batch_size={max_per_device_batch_size}; raise the"
                 f" accumulation or set it to auto"
             )
     return BatchPlan(global_batch_size, per_process // accumulation, accumulation, num_processes)
@@ -120,6 +130,22 @@ def last_checkpoint(folder: str | os.PathLike) -> Path | None:
     return max(steps)[1] if steps else None
 
 
+def discard_stale_checkpoints(checkpoint_dir: Path, fingerprint: dict) -> None:
+    """Remove `checkpoint_dir` if its checkpoints were written under another `fingerprint`
+    (a dict with a `hash` of the settings and inputs), then record the current one there, so
+    that a resumed job never continues a run of other settings."""
+    record = checkpoint_dir / FINGERPRINT
+    if checkpoint_dir.exists():
+        previous = json.loads(record.read_text())["hash"] if record.exists() else None
+        if previous != fingerprint["hash"]:
+            logger.warning(
+                "discarding checkpoints in %s: written under other settings", checkpoint_dir
+            )
+            shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(record, fingerprint)
+
+
 def parse_shard(item: str) -> tuple[int, int]:
     """`"2-of-4"` (Snakemake's scatter item, 1-based) -> `(1, 4)` (0-based index, count)."""
     match = _SHARD.search(str(item))
@@ -140,6 +166,22 @@ def shard_bounds(n_rows: int, index: int, count: int) -> tuple[int, int]:
     size, extra = divmod(n_rows, count)
     start = index * size + min(index, extra)
     return start, start + size + (index < extra)
+
+
+def batch_aligned_rows(
+    lengths: Sequence[int], batch_size: int, index: int, count: int
+) -> list[int]:
+    """Rows (ascending) of shard `index` of `count` when rows are batched by length: a stable
+    sort by `lengths` cut into batches of `batch_size` (as `rewardcond.decoding.complete` cuts
+    them), of which the shard takes a contiguous run (`shard_bounds` over the batches).
+
+    Batching the shard's rows the same way then forms exactly the single job's batches, so every
+    row is computed in the same batch, padded to the same width, whatever the sharding.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n_batches = -(-len(order) // batch_size)
+    first, last = shard_bounds(n_batches, index, count)
+    return sorted(order[first * batch_size : last * batch_size])
 
 
 def take_shard(frame: pd.DataFrame, item: str) -> pd.DataFrame:
@@ -169,8 +211,13 @@ def merge_shards(
     output: str | os.PathLike,
     *,
     group_by: Sequence[str] = (),
+    order_by: str | None = None,
 ) -> pd.DataFrame:
     """Concatenate shard Parquet files (named `...<i>-of-<n>...`) in shard order into `output`.
+
+    With `order_by`, a column that shards of a sharded job carry (e.g. `row`, each row's position
+    in the job's input, when shards take rows that are not one block), rows are put in its order
+    and the column dropped; a single unsharded file need not have it.
 
     With `group_by`, a shard holds one block of rows per group (e.g. per generation pass, each
     over the shard's prompts); the blocks are then regrouped, groups in order of first
@@ -198,6 +245,11 @@ def merge_shards(
     frames = [pd.read_parquet(by_index[index]) for index in range(count)]
     # An empty shard (fewer rows than shards) carries no dtypes worth concatenating.
     frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    if order_by is not None and (count > 1 or order_by in frame.columns):
+        if order_by not in frame.columns:
+            raise ValueError(f"shards to merge into {output} have no {order_by!r} column")
+        frame = frame.sort_values(order_by, kind="stable").drop(columns=order_by)
+        frame = frame.reset_index(drop=True)
     if group_by:
         groups = frame[list(group_by)].apply(tuple, axis=1)
         rank = {group: order for order, group in enumerate(dict.fromkeys(groups))}
@@ -210,8 +262,12 @@ def merge_generation_shards(shard_paths, output_path) -> pd.DataFrame:
     """Join the shards of the generation stage (`rewardcond.summaries.generate_method`, split by
     prompt) into the single-job table.
 
-    A job writes pass by pass (target, sample), each pass over its prompts in order; the merge
-    puts every pass back together, prompts in their order. Greedy decoding gives the same
-    tokens either way; sampled text does not, as each job seeds its passes from the start.
+    A job writes pass by pass (target, sample), each pass over its prompts in order (with
+    several shards, each row's prompt position in `row`); the merge puts every pass back
+    together, prompts in their order. Greedy decoding gives the same tokens either way (a shard
+    forms the single job's batches: `batch_aligned_rows`); sampled text does not, as each job
+    seeds its passes from the start.
     """
-    return merge_shards(shard_paths, output_path, group_by=["target_name", "sample"])
+    return merge_shards(
+        shard_paths, output_path, group_by=["target_name", "sample"], order_by="row"
+    )

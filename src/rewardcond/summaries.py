@@ -16,8 +16,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rewardcond.artifacts import resolve_device, set_seed, write_parquet
-from rewardcond.batching import PromptTemplate, max_text_length
-from rewardcond.distributed import take_shard
+from rewardcond.batching import PromptTemplate, count_tokens, max_text_length
+from rewardcond.distributed import batch_aligned_rows, parse_shard
 from rewardcond.methods import Method
 from rewardcond.modeling import RewardConditionedLM
 from rewardcond.tables import GENERATION_COLUMNS
@@ -69,10 +69,14 @@ def generate_method(
 ) -> pd.DataFrame:
     """Generate for every eval prompt x condition x sample; write and return the table.
 
-    `shard` ("<i>-of-<n>") generates for that contiguous block of prompts only;
-    `rewardcond.distributed.merge_generation_shards` joins the blocks into the single-job
-    table. `scorer` (a `rewardcond.reward_models.scoring.RewardModelScorer`) is for methods that
-    need the reward model to generate (`method.needs_scorer`, best-of-N). A target reward
+    `shard` ("<i>-of-<n>") generates for its run of the single job's batches only (prompts
+    sorted by token count, cut into `settings.batch_size`: `distributed.batch_aligned_rows`), so
+    that each prompt is decoded in the same batch either way (a condition's prefix adds the
+    same tokens to every prompt, keeping the order); with n > 1 the table has `row`, the
+    prompt's position in `prompts_path`, and `rewardcond.distributed.merge_generation_shards`
+    joins the shards into the single-job table. `scorer` (a
+    `rewardcond.reward_models.scoring.RewardModelScorer`) is for methods that need the reward
+    model to generate (`method.needs_scorer`, best-of-N). A target reward
     reaches the model through its slot when it has one (`RewardConditionedLM`), otherwise only
     through the condition's prefix.
     """
@@ -81,13 +85,18 @@ def generate_method(
     set_seed(seed)
     model, tokenizer = method.load_model(model_path)
     model.to(resolve_device(device)).eval()
-    prompts = take_shard(pd.read_parquet(prompts_path), shard)
+    prompts = pd.read_parquet(prompts_path)
     with open(targets_path, encoding="utf-8") as handle:
         targets = json.load(handle)
     conditions = method.conditions(targets)
     prefix_tokens = max(len(tokenizer(c.prefix)["input_ids"]) for c in conditions)
     budget = min(settings.max_prompt_tokens, max_text_length(model) - settings.max_new_tokens)
     rendered = render_prompts(prompts, tokenizer, PromptTemplate(template), budget - prefix_tokens)
+    index, count = parse_shard(shard)
+    lengths = [count_tokens(tokenizer, prompt) for prompt in rendered]
+    rows = batch_aligned_rows(lengths, settings.batch_size, index, count)
+    prompts = prompts.iloc[rows].reset_index(drop=True)
+    rendered = [rendered[i] for i in rows]
 
     posts = prompts[["subreddit", "title", "post"]].to_dict("records")
     generation = {
@@ -97,8 +106,8 @@ def generate_method(
         "top_p": settings.top_p,
         "batch_size": settings.batch_size,
     }
-    rows = []
     passes = [(c, s) for c in conditions for s in range(settings.num_samples)]
+    table_rows = []
     for condition, sample in tqdm(passes, desc=f"generate {method.name}", unit="pass"):
         prefixed = [condition.prefix + prompt for prompt in rendered]
         rewards = None
@@ -114,8 +123,8 @@ def generate_method(
             seed=seed + sample,
             scorer=scorer,
         )
-        for post_id, completion in zip(prompts["post_id"], completions, strict=True):
-            rows.append(
+        for row, post_id, completion in zip(rows, prompts["post_id"], completions, strict=True):
+            table_rows.append(
                 {
                     "method": method.name,
                     "post_id": post_id,
@@ -126,9 +135,11 @@ def generate_method(
                     "n_tokens": len(completion.token_ids),
                     "finished": completion.finished,
                     "n_candidates": method.n_candidates,
+                    "row": row,
                 }
             )
-    table = pd.DataFrame(rows, columns=list(GENERATION_COLUMNS)).astype(
+    columns = [*GENERATION_COLUMNS, *(["row"] if count > 1 else [])]
+    table = pd.DataFrame(table_rows, columns=columns).astype(
         {
             "target_reward": "float64",
             "sample": "int64",

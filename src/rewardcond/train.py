@@ -14,7 +14,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,12 +31,16 @@ from rewardcond.artifacts import (
     write_json,
 )
 from rewardcond.batching import RewardConditionedCollator, encode_example, max_text_length
-from rewardcond.distributed import last_checkpoint, launched_processes, plan_batches
+from rewardcond.curves import loss_curve, plot_loss
+from rewardcond.distributed import (
+    discard_stale_checkpoints,
+    last_checkpoint,
+    launched_processes,
+    plan_batches,
+)
 from rewardcond.methods import Method
 
 log = logging.getLogger(__name__)
-
-FINGERPRINT = "fingerprint.json"
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ def train_method(
         "hash": config_hash({"p": params, "s": seed, "i": manifest["inputs"]}),
     }
     if args.should_save:
-        _discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
+        discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
     args.distributed_state.wait_for_everyone()
 
     set_seed(seed)
@@ -241,44 +244,6 @@ def train_method(
             write_json(tmp / "manifest.json", manifest)
     trainer.accelerator.wait_for_everyone()
     return trainer
-
-
-def _discard_stale_checkpoints(checkpoint_dir: Path, fingerprint: dict) -> None:
-    """Remove checkpoints written under other settings or inputs, then record the current ones."""
-    record = checkpoint_dir / FINGERPRINT
-    if checkpoint_dir.exists():
-        previous = json.loads(record.read_text())["hash"] if record.exists() else None
-        if previous != fingerprint["hash"]:
-            log.warning(
-                "discarding checkpoints in %s: written under other settings", checkpoint_dir
-            )
-            shutil.rmtree(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    write_json(record, fingerprint)
-
-
-def loss_curve(log_history: list[dict], metrics: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The logged training steps of a Trainer's `log_history` (step, epoch, loss, lr, grad norm,
-    then the logged `metrics` a method names)."""
-    columns = ["step", "epoch", "loss", "learning_rate", "grad_norm", *metrics]
-    rows = [{c: entry.get(c) for c in columns} for entry in log_history if "loss" in entry]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def plot_loss(curve: pd.DataFrame, path, *, title: str) -> None:
-    """Training loss against optimizer step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(curve["step"], curve["loss"], marker="." if len(curve) < 50 else None)
-    ax.set(xlabel="optimizer step", ylabel="training loss (nats/token)", title=title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -302,6 +302,12 @@ def train_settings(wildcards):
     return section
 
 
+def reward_model_train_params(wildcards):
+    """The `reward_model.train` section (`RewardModelTrainSettings` keyword arguments and the
+    `base` it starts from, which the script ignores: the base folder is an input)."""
+    return dict(config["reward_model"]["train"])
+
+
 def method_base_model(wildcards):
     """The base model folder a method starts from."""
     return f"data/models/{method_train_config(wildcards.method)['base_model']}"

@@ -7,32 +7,43 @@ rule train_reward_model:
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         base=f"data/models/{config['reward_model']['train']['base']}",
-        library=library("train_reward_model.py"),
+        accelerate_config=config["scale"]["accelerate_config"],
+        library=library(module="rewardcond.reward_models.training"),
     output:
         model=directory(f"{RESULTS}/reward_model/model"),
     params:
-        train=lookup(dpath="reward_model/train", within=config),
-        template=prompt_template,
+        train=command_line_json(reward_model_train_params),
+        template=command_line_json(prompt_template),
+        checkpoints=f"{RESULTS}/checkpoints/reward_model",
         seed=lookup(dpath="seed", within=config),
         device=lookup(dpath="device", within=config),
+        processes=train_processes,
     # One thread: with models this small, a second thread gains little on an idle machine and
     # is several times slower on a busy one (measured 4.5x), while another job could use the core.
     threads: 1
+    # One process per GPU, as the train rule; reward_model.train.global_batch_size keeps the
+    # results the same. Checkpoints (params.checkpoints) are no output: a killed job resumes.
     resources:
-        gpu=gpus(),
+        gpu=gpus(config["scale"]["train_processes"]),
     log:
         f"logs/train_reward_model/{RUN}.log",
     benchmark:
         f"benchmarks/train_reward_model/{RUN}.tsv"
     conda:
         "../envs/rewardcond.yaml"
-    script:
-        "../scripts/train_reward_model.py"
+    shell:
+        "accelerate launch --config_file {input.accelerate_config:q}"
+        " --num_processes {params.processes} --module rewardcond.reward_models.training"
+        " --comparisons {input.comparisons:q} --posts {input.posts:q} --base {input.base:q}"
+        " --output {output.model:q} --checkpoints {params.checkpoints:q}"
+        " --template {params.template:q} --params {params.train:q} --seed {params.seed}"
+        " --device {params.device} --threads {threads}"
+        " > {log:q} 2>&1"
 
 
 # Scoring is split into independent shard jobs ("1-of-N" ... "N-of-N", N = scale.score_shards or
-# `--set-scatter score=N`), each a contiguous block of rows on its own GPU; the merge restores the
-# single-job table exactly (README "Scaling up").
+# `--set-scatter score=N`), each on its own GPU taking whole batches of the plan made over all rows;
+# the merge restores the single-job table bit for bit (README "Scaling up").
 rule score_completions:
     input:
         unpack(reward_model_input),

@@ -5,6 +5,7 @@ them. Modules read bottom-up:
 - `inputs`: (post, summary) -> token ids, post shortened to fit; length-bucketed batches;
 - `scoring`: `RewardModelScorer` and `load_scorer`, for either kind of reward model;
 - `completions`: the `score_completions` stage and the merge of its shards;
-- `training`: the `train_reward_model` stage (training, normalising to the references);
+- `training`: the `train_reward_model` stage on the HF Trainer (training, resumable and under
+  `accelerate launch`; normalising to the references);
 - `accuracy`: the `reward_model_accuracy` stage (accuracy on held-out comparisons).
 """

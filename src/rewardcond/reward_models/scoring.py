@@ -46,11 +46,13 @@ def pad_encodings(encodings: Sequence[dict], pad_id: int, device: str) -> dict:
 
 @dataclass
 class ScoreResult:
-    """Per input: raw reward (NaN where skipped), post shortened to fit, skipped as empty."""
+    """Per input: raw reward (NaN where skipped or in another shard), post shortened to fit,
+    skipped as empty, and whether the row belongs to the shard scored (all True unsharded)."""
 
     rewards: np.ndarray
     truncated: np.ndarray
     skipped: np.ndarray
+    in_shard: np.ndarray
 
 
 class RewardModelScorer:
@@ -105,9 +107,21 @@ class RewardModelScorer:
         return self.score_detailed(posts, summaries).rewards
 
     def score_detailed(
-        self, posts: Sequence[dict], summaries: Sequence[str], names: Sequence[str] | None = None
+        self,
+        posts: Sequence[dict],
+        summaries: Sequence[str],
+        names: Sequence[str] | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> ScoreResult:
-        """Rewards plus truncation and skip flags; `names` label rows in error messages."""
+        """Rewards plus truncation and skip flags; `names` label rows in error messages.
+
+        `shard` = `(index, count)` (0-based) scores only shard `index` of `count`: the
+        length-bucketed batches are planned once over all rows, whatever the sharding, and the
+        shard takes every `count`-th of them (round robin, from its index); empty rows belong to
+        shard 0. Every row is thus scored in the same batch, of the same padded width, by any
+        number of shards, so its reward is bit for bit the unsharded one (a row's float result
+        depends on its batch's shape). Each shard encodes all rows to plan the batches.
+        """
         if len(posts) != len(summaries):
             raise ValueError(f"{len(posts)} posts but {len(summaries)} summaries")
         names = list(names) if names is not None else [f"row {i}" for i in range(len(summaries))]
@@ -126,10 +140,15 @@ class RewardModelScorer:
         truncated = np.zeros(len(summaries), dtype=bool)
         truncated[keep] = truncated_kept
         lengths = [len(e["input_ids"]) for e in encodings]
-        batches = length_batches(lengths, self.batch_tokens, self.max_batch_size)
-        kept_rewards = self.run_batches(encodings, batches, [names[i] for i in keep])
-        rewards[keep] = kept_rewards
-        return ScoreResult(rewards=rewards, truncated=truncated, skipped=skipped)
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+        batches = length_batches(lengths, self.batch_tokens, self.max_batch_size)[index::count]
+        rewards[keep] = self.run_batches(encodings, batches, [names[i] for i in keep])
+        in_shard = skipped & (index == 0)
+        if batches:
+            in_shard[keep[np.concatenate(batches)]] = True
+        return ScoreResult(rewards, truncated, skipped, in_shard)
 
     @torch.inference_mode()
     def run_batches(

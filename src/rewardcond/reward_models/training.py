@@ -1,13 +1,21 @@
 """The `train_reward_model` stage: a `RewardModel` trained on the train comparisons as in
 Stiennon et al. (2020), its bias then shifted so that the reference summaries of the train posts
-score 0 on average (the pairwise loss cannot see a constant)."""
+score 0 on average (the pairwise loss cannot see a constant).
+
+Training runs on the HF `Trainer` (`PairwiseRewardTrainer`), as the policies do
+(`rewardcond.train`): `accelerate launch` over several GPUs, `global_batch_size` pairs per step
+whatever the number of processes, checkpoints outside the declared output so that a killed job
+resumes from the last complete one (discarded when settings or inputs change). Not TRL's
+`RewardTrainer`: it tokenizes and truncates texts itself (from the end: the summary), while the
+inputs must be the ones scoring reads (`InputBuilder` shortens the post, never the summary).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
-import math
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,13 +24,32 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, get_scheduler
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 
-from rewardcond.artifacts import atomic_path, build_manifest, resolve_device, set_seed, write_json
+from rewardcond.artifacts import (
+    atomic_path,
+    build_manifest,
+    config_hash,
+    resolve_device,
+    set_seed,
+    write_json,
+)
+from rewardcond.curves import loss_curve, plot_loss
+from rewardcond.distributed import (
+    discard_stale_checkpoints,
+    last_checkpoint,
+    launched_processes,
+    plan_batches,
+)
 from rewardcond.reward_models.inputs import InputBuilder, post_fields
 from rewardcond.reward_models.model import RewardModel, pairwise_loss
-from rewardcond.reward_models.scoring import DTYPES, RewardModelScorer, pad_encodings
+from rewardcond.reward_models.scoring import RewardModelScorer, pad_encodings
 from rewardcond.tables import comparison_pairs
 
 logger = logging.getLogger(__name__)
@@ -43,6 +70,75 @@ def load_base(path: str | os.PathLike) -> tuple[PreTrainedModel, Any]:
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tokenizer
 
 
+@dataclass(frozen=True)
+class RewardModelTrainSettings:
+    """Settings of the trained reward model (config section `reward_model.train`, without `base`,
+    the folder it starts from); the defaults are the schema's, from Stiennon et al. (2020).
+
+    epochs: passes over the train comparisons (fractions allowed); global_batch_size:
+    comparisons per optimizer step over all processes, made of per-device batches of at most
+    `per_device_batch_size` comparisons x `gradient_accumulation_steps` (None: derived) x
+    processes (`rewardcond.distributed.plan_batches`); lr: peak AdamW learning rate (linear
+    warmup over `warmup_ratio` of the steps, cosine decay to 0); max_length: tokens per input
+    (prompt + summary + EOS; None: the base's context); max_pairs: a seeded subset of this many
+    train comparisons (None: all); gpu_dtype: mixed precision on CUDA (CPU always runs float32);
+    batch_tokens: token budget of a scoring batch when normalising on the reference summaries;
+    save_steps: a checkpoint every this many steps (resumed after a kill); logging_steps: a row
+    of `loss.csv` every this many steps.
+    """
+
+    epochs: float = 1.0
+    global_batch_size: int = 64
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int | None = None
+    lr: float = 1.5e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    max_length: int | None = None
+    max_pairs: int | None = None
+    gpu_dtype: str = "bfloat16"
+    batch_tokens: int = 16384
+    save_steps: int = 200
+    logging_steps: int = 10
+
+
+class PairCollator:
+    """Pads pairs (`{"chosen": encoding, "rejected": encoding}`) into one batch of rows
+    `chosen_0, rejected_0, chosen_1, ...`: right-padded `input_ids` and `attention_mask` of shape
+    (2 x pairs, longest)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [encoding for pair in features for encoding in (pair["chosen"], pair["rejected"])]
+        return pad_encodings(rows, self.pad_token_id, "cpu")
+
+
+class PairwiseRewardTrainer(Trainer):
+    """HF `Trainer` with the paper's pairwise loss, -log sigmoid(r_chosen - r_rejected) averaged
+    over the pairs of a batch (`pairwise_loss`), both members in one forward pass. Logs `accuracy`
+    (share of pairs ranked right, this process's batches since the last log) beside the loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ranked_right: list[float] = []
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        rewards = model(**inputs).logits[:, 0].float()
+        chosen, rejected = rewards[0::2], rewards[1::2]
+        loss = pairwise_loss(chosen, rejected)
+        if model.training:
+            self._ranked_right.append((chosen > rejected).float().mean().item())
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._ranked_right:
+            logs["accuracy"] = float(np.mean(self._ranked_right))
+            self._ranked_right = []
+        super().log(logs, start_time)
+
+
 def train_reward_model(
     model: RewardModel,
     tokenizer,
@@ -51,79 +147,86 @@ def train_reward_model(
     rejected: Sequence[str],
     *,
     template: str,
-    max_length: int | None = None,
-    epochs: float = 1.0,
-    batch_size: int = 64,
-    lr: float = 1.5e-5,
-    weight_decay: float = 0.0,
-    warmup_ratio: float = 0.05,
+    settings: RewardModelTrainSettings,
+    checkpoint_dir: str | os.PathLike,
     seed: int = 0,
     device: str = "cpu",
-    autocast_dtype: torch.dtype | None = None,
-    log_every: int = 10,
-) -> pd.DataFrame:
-    """Train `model` in place on (chosen, rejected) pairs; return the loss curve.
+    fingerprint: dict | None = None,
+    callbacks=(),
+) -> PairwiseRewardTrainer:
+    """Train `model` in place on (chosen, rejected) pairs with `PairwiseRewardTrainer`; return it
+    (`state.log_history` holds the loss curve, `resumed_from` the checkpoint it resumed from).
 
-    Each example is `prompt + summary + EOS` with the post truncated to fit `max_length`. Pairs are
-    shuffled (seeded) and both members of a pair go through one forward pass. The learning rate
-    warms up linearly, then decays with a cosine to 0 (transformers' `cosine` schedule). Returns
-    one row per logged step:
-    `step, epoch, loss, accuracy, lr` (means over the steps since the last row).
+    Each example is `prompt + summary + EOS` with the post truncated to fit `settings.max_length`
+    (or the model's context), as scoring reads it. The Trainer shuffles the pairs (seeded), runs
+    `settings.epochs` passes in optimizer steps of `settings.global_batch_size` pairs over all
+    processes (`rewardcond.distributed.plan_batches`), and schedules the learning rate with
+    transformers' `cosine` schedule (linear warm-up over `warmup_ratio` of the steps, then
+    cosine decay to 0); no gradient clipping, as in the paper. Checkpoints go to
+    `checkpoint_dir` every `save_steps` steps; a rerun resumes from the last complete one, unless
+    `fingerprint` (settings and inputs, see `discard_stale_checkpoints`) differs from the one
+    recorded there, which discards them.
+
+    Raises:
+        ValueError: inputs of other lengths or none; a batch plan that does not divide.
     """
     if not len(posts) == len(chosen) == len(rejected):
         raise ValueError("posts, chosen and rejected must have the same length")
     if not len(posts):
         raise ValueError("no training pairs: the comparisons have no 'train' rows")
+    plan = plan_batches(
+        settings.global_batch_size,
+        num_processes=launched_processes(),
+        max_per_device_batch_size=settings.per_device_batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        section="reward_model.train",
+    )
+    logger.info("reward model: %s", plan)
+    builder = InputBuilder(tokenizer, template, max_length=settings.max_length or model.max_length)
+    pairs = zip(builder.encode(posts, chosen)[0], builder.encode(posts, rejected)[0], strict=True)
+    dataset = [{"chosen": c, "rejected": r} for c, r in pairs]  # a list is a map-style dataset
+    cuda = device.startswith("cuda")
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=plan.per_device_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=settings.lr,
+        num_train_epochs=settings.epochs,
+        lr_scheduler_type="cosine",
+        warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a share of the steps
+        weight_decay=settings.weight_decay,
+        max_grad_norm=0.0,
+        logging_steps=settings.logging_steps,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        bf16=cuda and settings.gpu_dtype == "bfloat16",
+        fp16=cuda and settings.gpu_dtype == "float16",
+        use_cpu=not cuda,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    if args.should_save and fingerprint is not None:
+        discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
+    args.distributed_state.wait_for_everyone()
     set_seed(seed)
-    builder = InputBuilder(tokenizer, template, max_length=max_length or model.max_length)
-    encoded = list(
-        zip(builder.encode(posts, chosen)[0], builder.encode(posts, rejected)[0], strict=True)
+    trainer = PairwiseRewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        callbacks=list(callbacks),
     )
-    generator = np.random.default_rng(seed)
-    steps_per_epoch = math.ceil(len(encoded) / batch_size)
-    total_steps = max(1, round(steps_per_epoch * epochs))
-    warmup = round(total_steps * warmup_ratio)
-
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=warmup, num_training_steps=total_steps
-    )
-    history, window = [], []
-    order = np.array([], dtype=int)
-    started = time.perf_counter()
-    for step in tqdm(range(total_steps), desc="reward model", unit="step"):
-        if len(order) < batch_size:
-            order = np.concatenate([order, generator.permutation(len(encoded))])
-        batch, order = order[:batch_size], order[batch_size:]
-        inputs = pad_encodings(
-            [e for i in batch for e in encoded[i]], tokenizer.pad_token_id, device
-        )
-        with torch.autocast(
-            device.split(":")[0], autocast_dtype, enabled=autocast_dtype is not None
-        ):
-            rewards = model(**inputs).logits[:, 0].float()
-        loss = pairwise_loss(rewards[0::2], rewards[1::2])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        window.append((loss.item(), (rewards[0::2] > rewards[1::2]).float().mean().item()))
-        if (step + 1) % log_every == 0 or step + 1 == total_steps:
-            losses, accuracies = zip(*window, strict=True)
-            history.append(
-                {
-                    "step": step + 1,
-                    "epoch": (step + 1) / steps_per_epoch,
-                    "loss": float(np.mean(losses)),
-                    "accuracy": float(np.mean(accuracies)),
-                    "lr": schedule.get_last_lr()[0],
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-            window = []
+    last = last_checkpoint(checkpoint_dir)
+    if last:
+        logger.info("resuming the reward model from %s", last)
+    trainer.train(resume_from_checkpoint=str(last) if last else None)
+    trainer.resumed_from = str(last) if last else None
     model.eval()
-    return pd.DataFrame(history)
+    return trainer
 
 
 def normalize_to_references(
@@ -139,48 +242,27 @@ def normalize_to_references(
     return {"reference_mean_before": mean, "n_references": len(reference_rewards)}
 
 
-@dataclass(frozen=True)
-class RewardModelTrainSettings:
-    """Settings of the trained reward model (config section `reward_model.train`, without `base`,
-    the folder it starts from); the defaults are the schema's, from Stiennon et al. (2020).
-
-    epochs: passes over the train comparisons (fractions allowed); batch_size: comparisons per
-    optimizer step; lr: peak AdamW learning rate (linear warmup over `warmup_ratio` of the
-    steps, cosine decay to 0); max_length: tokens per input (prompt + summary + EOS; None: the
-    base's context); max_pairs: a seeded subset of this many train comparisons (None: all);
-    gpu_dtype: autocast dtype on CUDA (CPU always runs float32); batch_tokens: token budget of a
-    scoring batch when normalising on the reference summaries.
-    """
-
-    epochs: float = 1.0
-    batch_size: int = 64
-    lr: float = 1.5e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    max_length: int | None = None
-    max_pairs: int | None = None
-    gpu_dtype: str = "bfloat16"
-    batch_tokens: int = 16384
-
-
 def build_trained_reward_model(
     *,
     comparisons_path: str | os.PathLike,
     posts_path: str | os.PathLike,
     base_path: str | os.PathLike,
     output_dir: str | os.PathLike,
+    checkpoint_dir: str | os.PathLike,
     template: str,
     params: dict,
     seed: int,
     device: str = "auto",
-) -> dict:
+    callbacks=(),
+) -> dict | None:
     """The `train_reward_model` stage: train on the 'train' comparisons of TL;DR posts (`domain`
     tldr; CNN/DM ones are left out and counted in the manifest), normalise, save.
 
     `params` is the `reward_model.train` config section: `RewardModelTrainSettings` keyword
     arguments (missing ones take its defaults; a `base` key is ignored, the base comes from
-    `base_path`). Writes `output_dir` atomically: safetensors weights, config, tokenizer,
-    `loss.csv` and `manifest.json`. Returns the manifest.
+    `base_path`). Checkpoints go to `checkpoint_dir` (see `train_reward_model`). The main process
+    writes `output_dir` atomically: safetensors weights, config, tokenizer, `loss.csv`,
+    `loss.png` and `manifest.json`, and returns the manifest (other processes return None).
     """
     settings = RewardModelTrainSettings(**{k: v for k, v in params.items() if k != "base"})
     device = resolve_device(device)
@@ -206,31 +288,47 @@ def build_trained_reward_model(
     model = RewardModel.from_base(base)
     del base
     model.config.context_length = max_length = settings.max_length or model.max_length
-    autocast = DTYPES[settings.gpu_dtype] if device.startswith("cuda") else None
-    history = train_reward_model(
+    run_params = {
+        **asdict(settings),
+        "template": template,
+        "max_length": max_length,
+        "world_size": launched_processes(),
+        "device": device,
+    }
+    inputs = [comparisons_path, posts_path, base_path]
+    manifest = build_manifest(params=run_params, seed=seed, inputs=inputs)
+    fingerprint = {
+        "params": run_params,
+        "seed": seed,
+        "inputs": manifest["inputs"],
+        "hash": config_hash({"p": run_params, "s": seed, "i": manifest["inputs"]}),
+    }
+    trainer = train_reward_model(
         model,
         tokenizer,
         post_fields(posts.loc[pairs["post_id"]]),
         pairs["chosen"].tolist(),
         pairs["rejected"].tolist(),
         template=template,
-        max_length=max_length,
-        epochs=settings.epochs,
-        batch_size=settings.batch_size,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        warmup_ratio=settings.warmup_ratio,
+        settings=RewardModelTrainSettings(**{**asdict(settings), "max_length": max_length}),
+        checkpoint_dir=checkpoint_dir,
         seed=seed,
         device=device,
-        autocast_dtype=autocast if autocast != torch.float32 else None,
+        fingerprint=fingerprint,
+        callbacks=callbacks,
     )
+    if not trainer.is_world_process_zero():
+        trainer.accelerator.wait_for_everyone()
+        return None
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    curve = loss_curve(trainer.state.log_history, ("accuracy",))
     references = posts[(posts["split"] == "train") & posts["reference"].notna()]
     scorer = RewardModelScorer(
         model,
         tokenizer,
         template=template,
         max_length=max_length,
-        device=device,
+        device=str(trainer.args.device),
         batch_tokens=settings.batch_tokens,
         identity="trained:unsaved",
     )
@@ -244,16 +342,58 @@ def build_trained_reward_model(
     with atomic_path(output_dir, is_dir=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        history.to_csv(tmp / "loss.csv", index=False)
-        manifest = build_manifest(
-            params={**params, **asdict(settings), "template": template, "max_length": max_length},
-            seed=seed,
-            inputs=[comparisons_path, posts_path, base_path],
+        curve.to_csv(tmp / "loss.csv", index=False)
+        plot_loss(curve, tmp / "loss.png", title="reward model: training loss",
+                  ylabel="pairwise loss (nats/pair)")  # fmt: skip
+        manifest.update(
+            params={**params, **manifest["params"]},
             n_train_pairs=len(pairs),
             n_train_other_domains=n_other_domains,
             normalization=normalization,
-            final_train_loss=float(history["loss"].iloc[-1]),
-            device=device,
+            resumed_from=trainer.resumed_from,
+            global_step=trainer.state.global_step,
+            final_train_loss=float(curve["loss"].iloc[-1]) if len(curve) else None,
         )
         write_json(tmp / "manifest.json", manifest)
+    trainer.accelerator.wait_for_everyone()
     return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line of the `train_reward_model` rule, run once per process by `accelerate
+    launch --module rewardcond.reward_models.training` (dicts as JSON), as `rewardcond.train`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rewardcond.reward_models.training", description=__doc__
+    )
+    parser.add_argument("--comparisons", required=True, help="comparisons Parquet file")
+    parser.add_argument("--posts", required=True, help="posts Parquet file")
+    parser.add_argument("--base", required=True, help="base model folder")
+    parser.add_argument("--output", required=True, help="reward model folder")
+    parser.add_argument("--checkpoints", required=True, help="checkpoint folder (resumed)")
+    parser.add_argument("--template", type=json.loads, required=True, help="JSON string")
+    parser.add_argument("--params", type=json.loads, required=True, help="reward_model.train")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the whole job")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
+    )
+    if args.threads:
+        torch.set_num_threads(max(1, args.threads // launched_processes()))
+    build_trained_reward_model(
+        comparisons_path=args.comparisons,
+        posts_path=args.posts,
+        base_path=args.base,
+        output_dir=args.output,
+        checkpoint_dir=args.checkpoints,
+        template=args.template,
+        params=args.params,
+        seed=args.seed,
+        device=args.device,
+    )
+
+
+if __name__ == "__main__":
+    main()
