@@ -565,7 +565,10 @@ def test_a_configured_judge_gets_the_schema_defaults():
 def test_bad_settings_are_errors_naming_their_key(overrides, message):
     with pytest.raises(LLMJudgeError) as error:
         LLMJudgeSettings(
-            model="m", base_url="http://127.0.0.1:9/v1", config_key="evaluate.judges[0]", **overrides
+            model="m",
+            base_url="http://127.0.0.1:9/v1",
+            config_key="evaluate.judges[0]",
+            **overrides,
         )
     assert str(error.value) == message
 
