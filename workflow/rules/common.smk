@@ -136,6 +136,13 @@ def all_outputs():
     targets += [f"{RESULTS}/tables/{name}.csv" for name in PUBLISHED_TABLES]
     targets += expand(f"{RESULTS}/judged/{{method}}.parquet", method=[*METHODS, "references"])
     targets += [f"{RESULTS}/tables/judges.csv", f"{RESULTS}/tables/examples.parquet"]
+    # Asked for by name: Snakemake reruns a job for a missing output only when it is requested,
+    # so adding an llm judge to a finished run reruns the judge jobs.
+    targets += expand(
+        f"{RESULTS}/judges/{{name}}/{{method}}.json",
+        name=[judge["name"] for judge in config["evaluate"]["judges"] if judge["kind"] == "llm"],
+        method=[*METHODS, "references"],
+    )
     return targets
 
 
