@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate_summaries.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/kl.smk"
+include: "workflow/rules/judges.smk"
 
 
 rule all:

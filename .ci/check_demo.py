@@ -1,6 +1,7 @@
 """Check a finished demo run: every published file is there and the acceptance figures hold:
 scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, scalar at its top
-in-range target beats sft on gold reward, and rloo (when run) beats sft on the reward model."""
+in-range target beats sft on gold reward, rloo (when run) beats sft on the reward model, and
+the gold judge agrees with the labellers on valid2 more often than the proxy (issue 17)."""
 
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ def main(run_dir: Path) -> int:
         "tables/winrate.csv",
         "REPORT.md",
         "reward_model/accuracy.csv",
+        "tables/judges.csv",
+        "tables/examples.parquet",
     ]
     missing = [name for name in expected if not (run_dir / name).is_file()]
     plots = sorted((run_dir / "plots").glob("*.png"))
@@ -56,6 +59,14 @@ def main(run_dir: Path) -> int:
             )
             if not rloo["achieved_reward_mean"] > sft["achieved_reward_mean"]:
                 problems.append("rloo does not beat sft on the reward model it is trained against")
+        # Issue 17: the demo's judge is the world's gold function, which generated the labels;
+        # it must agree with them more often than the proxy learnt from them.
+        judges = pd.read_csv(run_dir / "tables/judges.csv").set_index("judge")
+        print(judges.to_string())
+        if list(judges.index) != ["proxy", "gold"]:
+            problems.append(f"judges.csv rows {list(judges.index)}; expected ['proxy', 'gold']")
+        elif not judges.loc["gold", "agreement"] > judges.loc["proxy", "agreement"]:
+            problems.append("the gold judge does not agree with the labels more than the proxy")
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("demo check:", "FAILED" if problems else "passed")

@@ -18,7 +18,8 @@ files a `from_pretrained` fetches; README, .gitattributes and training_args.bin 
   generation_config.json, model.safetensors, tokenizer.json, vocab.json, merges.txt and a
   tokenizer_config.json that holds only `model_max_length` (no pad token, as the real one).
   A 2-layer, 32-wide GPT-2 with a byte-level BPE whose last id is `<|endoftext|>`.
-- `OpenAssistant/reward-model-deberta-v3-large-v2` at c355404: config.json, pytorch_model.bin (a
+- `OpenAssistant/reward-model-deberta-v3-large-v2` at c355404 (the default config's judge, and
+  the proxy with `reward_model.kind: pretrained`): config.json, pytorch_model.bin (a
   pickled state dict, as the real repo has no safetensors; transformers loads it with
   `torch.load(weights_only=True)`), spm.model, tokenizer.json, tokenizer_config.json,
   special_tokens_map.json, added_tokens.json. A 2-layer DeBERTa-v2 sequence classifier with one

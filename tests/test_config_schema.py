@@ -29,6 +29,7 @@ from rewardcond.trainset import TrainsetSettings
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "workflow/schemas/config.schema.yaml"
 SCHEMA = load_schema(SCHEMA_PATH)
+LLM_JUDGE = {"name": "gpt", "kind": "llm", "model": "m", "base_url": "http://h/v1"}
 LAYERS = {"real": (), "demo": ("demo.yaml",), "smollm": ("demo.yaml", "smollm.yaml")}
 
 
@@ -118,19 +119,32 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
             {"evaluate": {"main_methods": "sft"}},
             "evaluate.main_methods: unknown key (did you "
             "mean 'main_method'?); keys allowed in evaluate: bootstrap_samples, ci_level, "
-            "kl_samples, llm_judge, main_method, on_empty, rouge_use_stemmer",
+            "judge_agreement_max_comparisons, judges, kl_samples, main_judge, main_method, "
+            "on_empty, rouge_use_stemmer",
         ),
         (
-            {"evaluate": {"llm_judge": {"model": "m", "base_url": "http://h/v1", "api_key": "x"}}},
-            "evaluate.llm_judge.api_key: unknown key (did you mean 'api_key_env'?); keys "
-            "allowed in evaluate.llm_judge: api_key_env, backoff_initial_s, backoff_max_s, "
-            "base_url, concurrency, lc_l2_penalty, max_completion_tokens, max_retries, model, "
-            "post_template, price_completion_per_million, price_prompt_per_million, "
-            "temperature, timeout_s",
+            {"evaluate": {"judges": [LLM_JUDGE | {"api_key": "x"}]}},
+            "evaluate.judges[0].api_key: unknown key (did you mean 'api_key_env'?); keys "
+            "allowed in evaluate.judges[0]: api_key_env, backoff_initial_s, backoff_max_s, "
+            "base_url, concurrency, kind, lc_l2_penalty, max_completion_tokens, max_retries, "
+            "model, name, post_template, price_completion_per_million, "
+            "price_prompt_per_million, temperature, timeout_s",
         ),
         (
-            {"evaluate": {"llm_judge": {"base_url": "http://localhost:8000/v1"}}},
-            "evaluate.llm_judge: 'model' is a required property",
+            {"evaluate": {"judges": [{"name": "gpt", "kind": "llm", "base_url": "http://h/v1"}]}},
+            "evaluate.judges[0]: 'model' is a required property",
+        ),
+        (
+            {"evaluate": {"judges": [{"name": "Judge-1", "kind": "gold"}]}},
+            "evaluate.judges[0].name: 'Judge-1' does not match '^[a-z][a-z0-9_]{0,31}$'",
+        ),
+        (
+            {"evaluate": {"judges": [{"name": "rm", "kind": "reward_model", "hub_id": "a/b"}]}},
+            "evaluate.judges[0]: 'revision' is a required property",
+        ),
+        (
+            {"evaluate": {"judges": [{"name": "human", "kind": "oracle"}]}},
+            "evaluate.judges[0].kind: 'oracle' is not one of ['gold', 'reward_model', 'llm']",
         ),
     ],
 )
@@ -371,17 +385,25 @@ SECTIONS = {
         ("evaluate",),
         dataclass_defaults(BootstrapSettings),
         # arguments of other functions (kl_samples: run_kl's `samples`, which has no default);
-        # llm_judge is its own section (below)
-        ("kl_samples", "main_method", "on_empty", "rouge_use_stemmer", "llm_judge"),
+        # the judges are sections of their own ($defs, below)
+        (
+            "kl_samples",
+            "main_method",
+            "on_empty",
+            "rouge_use_stemmer",
+            "judges",
+            "main_judge",
+            "judge_agreement_max_comparisons",
+        ),
         {"bootstrap_samples": "n_resamples", "ci_level": "level"},
         ("seed",),  # the top-level seed, which has no default
     ),
-    "evaluate.llm_judge": (
-        ("llm_judge",),  # the $defs entry evaluate.llm_judge refers to
+    "evaluate.judges (llm)": (
+        ("llm_judge",),  # the $defs entry an llm judge of evaluate.judges refers to
         dataclass_defaults(LLMJudgeSettings),
-        (),
+        ("name", "kind"),  # the judge's, not the settings'
         {},
-        (),
+        ("config_key",),  # where the judge sits in the config, set by the workflow
     ),
     **{
         f"method_options.{name}": (

@@ -461,10 +461,11 @@ def test_the_key_goes_only_into_the_authorization_header(tmp_path, caplog):
 def test_a_missing_key_is_an_error_naming_the_variable(tmp_path):
     with MockChatServer("longer") as server:
         with pytest.raises(LLMJudgeError) as error:
-            judge_table(make_rows(TEXTS), make_settings(server), tmp_path, environ={})
+            settings = make_settings(server, config_key="evaluate.judges[2]")
+            judge_table(make_rows(TEXTS), settings, tmp_path, environ={})
         assert server.requests == []
     assert str(error.value).startswith(
-        "evaluate.llm_judge.api_key_env: the environment variable 'JUDGE_KEY' is not set or empty"
+        "evaluate.judges[2].api_key_env: the environment variable 'JUDGE_KEY' is not set or empty"
     )
 
 
@@ -528,15 +529,19 @@ def load_config(*overlays):
 
 
 @pytest.mark.parametrize("overlays", [(), ("demo.yaml",), ("demo.yaml", "smollm.yaml")])
-def test_shipped_configs_leave_the_judge_off(overlays):
+def test_shipped_configs_leave_the_llm_judge_off(overlays):
     config = validate_config(load_config(*overlays), SCHEMA_PATH)
-    assert config["evaluate"]["llm_judge"] is None
+    assert [judge["kind"] for judge in config["evaluate"]["judges"] if judge["kind"] == "llm"] == []
 
 
 def test_a_configured_judge_gets_the_schema_defaults():
     config = load_config("demo.yaml")
-    config["evaluate"]["llm_judge"] = {"model": "m", "base_url": "http://localhost:8000/v1"}
-    judge = validate_config(config, SCHEMA_PATH)["evaluate"]["llm_judge"]
+    config["evaluate"]["judges"] = [
+        {"name": "gpt", "kind": "llm", "model": "m", "base_url": "http://localhost:8000/v1"}
+    ]
+    config["evaluate"]["main_judge"] = "gpt"
+    judge = validate_config(config, SCHEMA_PATH)["evaluate"]["judges"][0]
+    assert (judge.pop("name"), judge.pop("kind")) == ("gpt", "llm")
     assert LLMJudgeSettings(**judge) == LLMJudgeSettings(
         model="m", base_url="http://localhost:8000/v1"
     )
@@ -547,19 +552,24 @@ def test_a_configured_judge_gets_the_schema_defaults():
     [
         (
             {"post_template": "POST: {body}"},
-            "evaluate.llm_judge.post_template: 'POST: {body}' is not a format string over "
+            "evaluate.judges[0].post_template: 'POST: {body}' is not a format string over "
             "{subreddit}, {title} and {post} (KeyError: 'body')",
         ),
         (
             {"lc_l2_penalty": 0.0},
-            "evaluate.llm_judge.lc_l2_penalty: 0.0 must be > 0 (it keeps the length regression "
+            "evaluate.judges[0].lc_l2_penalty: 0.0 must be > 0 (it keeps the length regression "
             "finite when length separates the verdicts)",
         ),
     ],
 )
 def test_bad_settings_are_errors_naming_their_key(overrides, message):
     with pytest.raises(LLMJudgeError) as error:
-        LLMJudgeSettings(model="m", base_url="http://127.0.0.1:9/v1", **overrides)
+        LLMJudgeSettings(
+            model="m",
+            base_url="http://127.0.0.1:9/v1",
+            config_key="evaluate.judges[0]",
+            **overrides,
+        )
     assert str(error.value) == message
 
 

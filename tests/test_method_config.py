@@ -65,7 +65,8 @@ def test_dpo_max_length_null_is_the_trainset_bounds_plus_eos(overlays, needed):
 @pytest.mark.parametrize(
     ("overlays", "reward_model"),
     [
-        ((), "data/hub_models/OpenAssistant--reward-model-deberta-v3-large-v2"),
+        # the real config's proxy is the GPT-2 reward model trained here (README "Judges")
+        ((), "results/tldr-gpt2/reward_model/model"),
         (("demo.yaml",), "results/demo/reward_model/model"),
     ],
     ids=["real", "demo"],

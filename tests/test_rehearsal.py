@@ -8,12 +8,16 @@ with only what this machine forces overridden, on every real branch of the DAG.
   `OpenAssistant/reward-model-deberta-v3-large-v2` at the revisions the config pins, with
   `HF_HUB_OFFLINE=1` and a local Hugging Face cache holding tiny random stand-ins in the hub's
   cache layout (tests/hub_cache.py);
-- every method of the default `methods:` list, generation, evaluation without a gold function
-  and publishing, first with `reward_model.kind: pretrained` (the default), then `kind: train`.
+- every method of the default `methods:` list, generation, evaluation without a gold function,
+  the default judge (the DeBERTa reward model, issue 17) on every generation, every reference and
+  the valid2 comparisons, the examples release and publishing: first the default config
+  (`reward_model.kind: train`, the proxy trained here), then the same with an `llm` judge added
+  against a local mock chat-completions server (only the judging reruns), then
+  `reward_model.kind: pretrained` (the DeBERTa as the proxy, so no judge).
 
 Snakemake runs as a subprocess with `--cores 2` in a temporary copy of the checkout (as
-.ci/run does for the demo). The second rehearsal reruns in the same copy, so the download, the
-prepared data and the GPT-2 base are shared and only what depends on the reward model reruns
+.ci/run does for the demo). The later rehearsals rerun in the same copy, so the download, the
+prepared data and the GPT-2 base are shared and only what depends on the changed keys reruns
 (Snakemake's own rerun logic decides). On failure the failing jobs' logs are printed.
 """
 
@@ -26,10 +30,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from hub_cache import DEBERTA_RM_ID, GPT2_ID, populate_default_hub_cache
+from mock_chat_server import MockChatServer
 from openai_mirror import EDIT_FILE, MirrorServer, build_mirror, write_mirror
 
 from rewardcond.artifacts import sha256_file
@@ -76,13 +82,39 @@ generate:
 scale:
   train_processes: 1  # one CPU process
 """
-TRAIN_RM = """\
+OVERLAY += """\
 reward_model:
-  kind: train  # the second rehearsal: the paper's recipe on the gpt2 base
   train:
     global_batch_size: 16  # sizes: a few steps over the mirror's train comparisons
     per_device_batch_size: 16
 """
+# The second rehearsal: the default judge plus an llm judge, against a loopback mock server.
+LLM_JUDGE = """\
+evaluate:
+  judges:
+    - name: deberta  # the default judge, as the config has it (a list is replaced, not merged)
+      kind: reward_model
+      hub_id: {hub_id}
+      revision: {revision}
+      input_format: pair
+      max_length: 512
+    - name: gpt
+      kind: llm
+      model: judge-model
+      base_url: {base_url}
+      api_key_env: REHEARSAL_JUDGE_KEY
+      max_retries: 2
+      backoff_initial_s: 0.01
+"""
+# The third: the DeBERTa as the proxy (reward_model.kind: pretrained), so it cannot be the judge.
+PRETRAINED_RM = """\
+reward_model:
+  kind: pretrained  # the DeBERTa hub reward model as the proxy
+evaluate:
+  judges: []  # the default judge is that very model
+  main_judge: null
+"""
+JUDGE_KEY = "sk-rehearsal-judge"
 
 
 def checkout_copy(dest: Path) -> Path:
@@ -166,9 +198,10 @@ def rehearsal(tmp_path_factory):
     with MirrorServer(tmp / "mirror") as server:
         sha256 = "\n".join(f"    {name}: {digest}" for name, digest in mirror.sha256.items())
         overlay = OVERLAY.format(base_url=server.base_url, sha256=sha256, n_prompts=N_PROMPTS)
-        (tmp / "pretrained.yaml").write_text(overlay)
-        (tmp / "train.yaml").write_text(overlay + TRAIN_RM)
-        yield {"mirror": mirror, "workdir": workdir, "env": env, "tmp": tmp, "times": {}}
+        (tmp / "default.yaml").write_text(overlay)
+        (tmp / "pretrained.yaml").write_text(overlay + PRETRAINED_RM)
+        yield {"mirror": mirror, "workdir": workdir, "env": env, "tmp": tmp, "times": {},
+               "overlay": overlay}  # fmt: skip
 
 
 def assert_no_gold(table: pd.DataFrame) -> None:
@@ -231,10 +264,44 @@ def assert_published(workdir: Path, scorer_identity: str) -> None:
     ]
 
 
-def test_default_config_with_the_pretrained_reward_model(rehearsal):
+def assert_judged(workdir: Path, judges: dict[str, str], proxy: str) -> None:
+    """Every generation and reference judged by every judge (`judges`: name -> kind), the
+    judges' agreement table with the proxy's row first, and the examples release."""
+    results = workdir / RESULTS
+    columns = [f"judge_{name}" for name in judges]
+    keys = ["method", "post_id", "target_name", "sample"]
+    n_rows = 0
+    for method in METHODS:
+        evaluated = pd.read_parquet(results / f"evaluated/{method}.parquet")
+        judged = pd.read_parquet(results / f"judged/{method}.parquet")
+        assert list(judged.columns) == [*keys, *columns], method
+        assert judged[keys].equals(evaluated[keys]), method
+        for name, kind in judges.items():
+            values = judged[f"judge_{name}"]
+            if kind == "llm":
+                assert set(values.dropna()) <= {0.0, 0.5, 1.0} and values.notna().all(), method
+                summary = json.loads((results / f"judges/{name}/{method}.json").read_text())
+                assert summary["n_rows"] == len(judged) and summary["n_malformed"] == 0
+            else:
+                nonempty = evaluated["text"].str.strip() != ""
+                assert np.isfinite(values[nonempty]).all(), method
+        n_rows += len(evaluated)
+    references = pd.read_parquet(results / "judged/references.parquet")
+    assert list(references.columns) == ["post_id", *columns] and len(references) == N_PROMPTS
+    table = pd.read_csv(results / "tables/judges.csv")
+    assert table["judge"].tolist() == ["proxy", *judges]
+    assert table["model"].iloc[0] == proxy
+    assert (table["n"] > 0).all() and table["agreement"].between(0, 1).all(), table
+    examples = pd.read_parquet(results / "tables/examples.parquet")
+    assert len(examples) == n_rows
+    assert [column for column in examples.columns if column.startswith("judge_")] == columns
+    assert examples["proxy_reward"].notna().sum() > 0
+
+
+def test_default_config(rehearsal):
     workdir, mirror = rehearsal["workdir"], rehearsal["mirror"]
-    rehearsal["times"]["pretrained"] = run_snakemake(
-        workdir, rehearsal["tmp"] / "pretrained.yaml", rehearsal["env"]
+    rehearsal["times"]["default"] = run_snakemake(
+        workdir, rehearsal["tmp"] / "default.yaml", rehearsal["env"]
     )
 
     manifest = json.loads((workdir / "data/raw/openai/manifest.json").read_text())
@@ -259,30 +326,72 @@ def test_default_config_with_the_pretrained_reward_model(rehearsal):
     assert base["params"]["hub_id"] == GPT2_ID
     assert base["identity"] == f"{GPT2_ID}@{CONFIG['base_models']['gpt2']['revision']}"
 
-    pinned = CONFIG["reward_model"]["pretrained"]
-    assert_published(workdir, f"{pinned['hub_id']}@{pinned['revision']}")
+    # the proxy: the paper's recipe, trained here; the judge: the pinned DeBERTa from the hub
+    proxy = (
+        f"trained:{sha256_file(workdir / RESULTS / 'reward_model/model/model.safetensors')[:16]}"
+    )
+    assert_published(workdir, proxy)
+    (judge,) = CONFIG["evaluate"]["judges"]
+    hub = json.loads(
+        (workdir / "data/hub_models/OpenAssistant--reward-model-deberta-v3-large-v2"
+         / "hub_manifest.json").read_text()
+    )  # fmt: skip
+    assert (hub["hub_id"], hub["revision"]) == (judge["hub_id"], judge["revision"])
+    assert_judged(workdir, {"deberta": "reward_model"}, proxy)
 
 
-def test_default_config_with_a_trained_reward_model(rehearsal):
+def test_default_config_with_an_llm_judge_added(rehearsal):
+    workdir, tmp = rehearsal["workdir"], rehearsal["tmp"]
+    if "default" not in rehearsal["times"]:
+        pytest.skip("the default rehearsal did not run (this one reuses its run)")
+    evaluated = sorted((workdir / RESULTS / "evaluated").glob("*.parquet"))
+    before = [path.stat().st_mtime_ns for path in evaluated]
+    (judge,) = CONFIG["evaluate"]["judges"]
+    with MockChatServer("longer") as server:
+        overlay = rehearsal["overlay"] + LLM_JUDGE.format(
+            hub_id=judge["hub_id"], revision=judge["revision"], base_url=server.base_url
+        )
+        (tmp / "llm.yaml").write_text(overlay)
+        env = rehearsal["env"] | {"REHEARSAL_JUDGE_KEY": JUDGE_KEY}
+        rehearsal["times"]["llm"] = run_snakemake(workdir, tmp / "llm.yaml", env)
+        requests = list(server.requests)
+    assert [path.stat().st_mtime_ns for path in evaluated] == before  # only the judging reran
+    assert requests and {request["auth"] for request in requests} == {f"Bearer {JUDGE_KEY}"}
+    proxy = pd.read_csv(workdir / RESULTS / "tables/judges.csv")["model"].iloc[0]
+    assert_judged(workdir, {"deberta": "reward_model", "gpt": "llm"}, proxy)
+    cache = list((workdir / RESULTS / "judges/gpt/cache").rglob("*.json"))
+    assert len(cache) == len({json.dumps(r["body"], sort_keys=True) for r in requests})
+    assert not [
+        path
+        for path in workdir.rglob("*")
+        if path.is_file()
+        and path.suffix in (".json", ".log", ".md", ".csv")
+        and JUDGE_KEY in path.read_text(errors="ignore")
+    ]
+
+
+def test_default_config_with_the_pretrained_reward_model_as_the_proxy(rehearsal):
     workdir = rehearsal["workdir"]
-    if "pretrained" not in rehearsal["times"]:
-        pytest.skip("the pretrained rehearsal did not run (it shares its data and base model)")
+    if "default" not in rehearsal["times"]:
+        pytest.skip("the default rehearsal did not run (it shares its data and base model)")
     shared = [
         workdir / "data/raw/openai/manifest.json",
         workdir / "data/prepared/openai/report.json",
         workdir / "data/models/gpt2/manifest.json",
     ]
     before = [path.stat().st_mtime_ns for path in shared]
-    rehearsal["times"]["train"] = run_snakemake(
-        workdir, rehearsal["tmp"] / "train.yaml", rehearsal["env"]
+    rehearsal["times"]["pretrained"] = run_snakemake(
+        workdir, rehearsal["tmp"] / "pretrained.yaml", rehearsal["env"]
     )
     assert [path.stat().st_mtime_ns for path in shared] == before  # shared, not rebuilt
-    model = workdir / RESULTS / "reward_model/model/model.safetensors"
-    assert_published(workdir, f"trained:{sha256_file(model)[:16]}")
+    pinned = CONFIG["reward_model"]["pretrained"]
+    identity = f"{pinned['hub_id']}@{pinned['revision']}"
+    assert_published(workdir, identity)
+    assert_judged(workdir, {}, identity)
     # README "Results of a run": the tables and plots bundled into one HTML report
     report = rehearsal["tmp"] / "report.html"
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--report", str(report)]
-    command += ["--configfile", str(rehearsal["tmp"] / "train.yaml")]
+    command += ["--configfile", str(rehearsal["tmp"] / "pretrained.yaml")]
     result = subprocess.run(command, cwd=workdir, env=rehearsal["env"], capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -204,11 +204,14 @@ def test_dry_run_submits_no_rule_that_needs_the_network(dry_run):
     submitted = rules - local - {"all"}
     assert submitted and not submitted & NETWORK_RULES, submitted & NETWORK_RULES
     assert local >= NETWORK_RULES | {"merge_scored_completions", "merge_generations"}
-    # The jobs that score with the pretrained reward model read the folder the local rule wrote.
+    # The judge jobs read the folder the local rule wrote (the real config's DeBERTa judge).
     (fetch,) = of(dry_run, "download_hub_model")
     assert fetch["output"] == [RM_FOLDER]
-    # rloo's train job too: it is trained against the reward model.
-    scoring = [job for job in dry_run if RM_FOLDER in job["input"]]
+    judging = [job for job in dry_run if RM_FOLDER in job["input"]]
+    assert {job["rule"] for job in judging} == {"judge", "judge_references", "judge_agreement"}
+    assert len(judging) == len(METHODS) + 2
+    # The proxy is the reward model trained here; rloo's train job is trained against it.
+    scoring = [job for job in dry_run if "results/tldr-gpt2/reward_model/model" in job["input"]]
     assert {job["rule"] for job in scoring} == {
         "score_completions", "evaluate", "score_references", "generate_best_of_n", "train"
     }  # fmt: skip
@@ -246,7 +249,7 @@ def test_account_and_partition_from_a_global_profile_are_kept(tmp_path):
         "default-resources:\n  slurm_account: acct_global\n  slurm_partition: part_global\n"
     )
     jobs = batch_jobs(dry_run_jobs("--profile", str(tmp_path / "mine")))
-    assert len(jobs) == 68
+    assert len(jobs) == 80
     for job in jobs:
         assert job["resources"]["slurm_account"] == "acct_global", job["rule"]
         assert job["resources"]["slurm_partition"] == "part_global", job["rule"]
@@ -420,8 +423,11 @@ def test_readme_command_submits_every_batch_job_once_with_its_flags(submission):
     targets = [call["target"] for call in sbatch]
     assert len(targets) == len(set(targets)) == len(batch)
     # prepare, eval_prompts, targets, reward_model_accuracy, score_references, publish; 16 score
-    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8 evaluate
-    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) == 68
+    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8 evaluate;
+    # train_reward_model (the proxy is trained here); 8 judge, judge_references, judge_agreement,
+    # examples (issue 17)
+    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) + 1 + len(METHODS) + 3
+    assert len(batch) == 80
     assert {target.partition(":")[0] for target in targets} == {job["rule"] for job in batch}
     assert not any(call.startswith("srun") for call in calls)  # nothing runs on the login node
     for call in sbatch:

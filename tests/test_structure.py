@@ -24,6 +24,7 @@ LIGHT_SCRIPTS = (
     "merge_generations.py",
     "merge_scored_completions.py",
     "reward_model_accuracy.py",
+    "examples.py",
 )
 
 

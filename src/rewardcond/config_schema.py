@@ -168,7 +168,58 @@ def config_errors(config: dict, schema: dict) -> list[str]:
                 (list(error.absolute_path), f"{key_path(error.absolute_path)}: {error.message}")
             )
     found.sort(key=lambda item: [str(part) for part in item[0]])
-    return list(dict.fromkeys(line for _, line in found))  # a section's type and its $ref's agree
+    lines = list(dict.fromkeys(line for _, line in found))  # a section's type and its $ref's agree
+    return lines or judge_errors(config)
+
+
+def judge_errors(config: dict) -> list[str]:
+    """What the schema cannot check about `evaluate.judges` (issue 17), one line per mistake:
+    names unique (they name the columns `judge_<name>`); kind gold only with data.source
+    synthetic (only that world has a gold function); `evaluate.main_judge` one of the names (null
+    without judges); no reward_model judge that is the run's own pretrained reward model (the
+    proxy at the same revision), as a judge must be one the policy never saw."""
+    evaluate = config.get("evaluate", {})
+    judges = evaluate.get("judges") or []
+    errors = []
+    first: dict[str, int] = {}
+    for index, judge in enumerate(judges):
+        where = key_path(["evaluate", "judges", index])
+        name = judge["name"]
+        if name in first:
+            errors.append(
+                f"{where}.name: {name!r} is already the name of evaluate.judges[{first[name]}]; "
+                "names must be unique (each names the column judge_<name>)"
+            )
+        first.setdefault(name, index)
+        source = config.get("data", {}).get("source")
+        if judge["kind"] == "gold" and source != "synthetic":
+            errors.append(
+                f"{where}.kind: gold is the synthetic world's gold function and needs "
+                f"data.source: synthetic; data.source is {source!r} (use a reward_model or llm "
+                "judge on real data)"
+            )
+        proxy = config.get("reward_model", {})
+        pretrained = proxy.get("pretrained") or {}
+        if (
+            judge["kind"] == "reward_model"
+            and proxy.get("kind") == "pretrained"
+            and (judge["hub_id"], judge["revision"])
+            == (pretrained.get("hub_id"), pretrained.get("revision"))
+        ):
+            errors.append(
+                f"{where}: {judge['hub_id']}@{judge['revision']} is the run's own reward model "
+                "(reward_model.pretrained, the proxy the methods were conditioned on or optimised "
+                "against); a judge must be a model the policy never saw"
+            )
+    main = evaluate.get("main_judge")
+    if judges and main not in first:
+        errors.append(
+            f"evaluate.main_judge: {main!r} is not the name of a judge; expected one of "
+            f"{sorted(first)} (evaluate.judges)"
+        )
+    if not judges and main is not None:
+        errors.append(f"evaluate.main_judge: {main!r} names a judge, but evaluate.judges is empty")
+    return errors
 
 
 def validate_config(

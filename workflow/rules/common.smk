@@ -134,6 +134,15 @@ def all_outputs():
     targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
     targets += [f"{RESULTS}/REPORT.md"]
     targets += [f"{RESULTS}/tables/{name}.csv" for name in PUBLISHED_TABLES]
+    targets += expand(f"{RESULTS}/judged/{{method}}.parquet", method=[*METHODS, "references"])
+    targets += [f"{RESULTS}/tables/judges.csv", f"{RESULTS}/tables/examples.parquet"]
+    # Asked for by name: Snakemake reruns a job for a missing output only when it is requested,
+    # so adding an llm judge to a finished run reruns the judge jobs.
+    targets += expand(
+        f"{RESULTS}/judges/{{name}}/{{method}}.json",
+        name=[judge["name"] for judge in config["evaluate"]["judges"] if judge["kind"] == "llm"],
+        method=[*METHODS, "references"],
+    )
     return targets
 
 
@@ -192,18 +201,29 @@ def cnndm_template(wildcards):
     return config["prompt"]["cnndm_template"]
 
 
-# --- hub models used as published (the pretrained reward model; judges later) ---
+# --- hub models used as published (the pretrained reward model, the reward-model judges) ---
 def hub_models():
     """Every hub model the run uses as published, by its folder name under data/hub_models/:
-    `{name: {"hub_id", "revision"}}`. The local rule download_hub_model fetches each once, where
-    the network is; the jobs that use it read the folder only."""
-    models = {}
+    `{name: {"hub_id", "revision"}}`: the pretrained reward model (the proxy) and the judges of
+    kind reward_model. The local rule download_hub_model fetches each once, where the network
+    is; the jobs that use it read the folder only. One hub id at two revisions is an error (one
+    folder each would collide)."""
+    specs = []
     if config["reward_model"]["kind"] == "pretrained":
-        pretrained = config["reward_model"]["pretrained"]
-        models[hub_model_name(pretrained["hub_id"])] = {
-            "hub_id": pretrained["hub_id"],
-            "revision": pretrained["revision"],
-        }
+        specs.append(("reward_model.pretrained", config["reward_model"]["pretrained"]))
+    for index, judge in enumerate(config["evaluate"]["judges"]):
+        if judge["kind"] == "reward_model":
+            specs.append((f"evaluate.judges[{index}]", judge))
+    models, where = {}, {}
+    for key, spec in specs:
+        name = hub_model_name(spec["hub_id"])
+        pinned = {"hub_id": spec["hub_id"], "revision": spec["revision"]}
+        if name in models and models[name] != pinned:
+            raise ValueError(
+                f"{key}: {spec['hub_id']} at revision {spec['revision']}, but {where[name]} pins "
+                f"it at {models[name]['revision']}; use one revision of a hub model per run"
+            )
+        models[name], where[name] = pinned, key
     return models
 
 
@@ -332,6 +352,72 @@ PUBLISHED_TABLES = ("summary", "correlation", "winrate", "comparisons")
 def gold_reward_file():
     """The synthetic world's gold function; the real data has none (an empty input)."""
     return "data/raw/synthetic/gold.jsonl" if SOURCE == "synthetic" else []
+
+
+# --- judges (issue 17): evaluate.judges, each scoring every generation and reference ---
+JUDGES = config["evaluate"]["judges"]
+LLM_JUDGES = [judge["name"] for judge in JUDGES if judge["kind"] == "llm"]
+MODEL_JUDGES = [judge["name"] for judge in JUDGES if judge["kind"] == "reward_model"]
+
+
+def judge_specs():
+    """The judges as `rewardcond.judges.scoring` takes them, in config order: gold with the
+    world's gold.jsonl; reward_model with `load_scorer` keyword arguments (its folder from the
+    download_hub_model rule, its template or prompt.template); llm with its settings (less name
+    and kind, plus its config key) and its on-disk cache, results/<run>/judges/<name>/cache."""
+    specs = []
+    for index, judge in enumerate(JUDGES):
+        name, kind = judge["name"], judge["kind"]
+        if kind == "gold":
+            specs.append({"name": name, "kind": kind, "path": gold_reward_file()})
+        elif kind == "reward_model":
+            scorer = {
+                "kind": "pretrained",
+                "path_or_hub_id": f"data/hub_models/{hub_model_name(judge['hub_id'])}",
+                "revision": judge["revision"],
+                "template": judge["template"] or config["prompt"]["template"],
+                "dtype": judge["gpu_dtype"],
+                "max_length": judge["max_length"],
+                "batch_tokens": judge["batch_tokens"],
+                "input_format": judge["input_format"],
+            }
+            specs.append({"name": name, "kind": kind, "scorer": scorer})
+        else:
+            settings = {key: value for key, value in judge.items() if key not in ("name", "kind")}
+            settings["config_key"] = f"evaluate.judges[{index}]"
+            cache = f"{RESULTS}/judges/{name}/cache"
+            specs.append({"name": name, "kind": kind, "settings": settings, "cache_dir": cache})
+    return specs
+
+
+def judge_identities():
+    """{judge name: what it is}, for tables/judges.csv."""
+    identities = {}
+    for judge in JUDGES:
+        if judge["kind"] == "gold":
+            identities[judge["name"]] = "gold function of the synthetic world"
+        elif judge["kind"] == "reward_model":
+            identities[judge["name"]] = f"{judge['hub_id']}@{judge['revision']}"
+        else:
+            identities[judge["name"]] = f"{judge['model']} at {judge['base_url']}"
+    return identities
+
+
+def judge_inputs(wildcards=None):
+    """The judges' models: each reward_model judge's folder and, for a gold judge, gold.jsonl."""
+    inputs = {
+        f"judge_{judge['name']}": f"data/hub_models/{hub_model_name(judge['hub_id'])}"
+        for judge in JUDGES
+        if judge["kind"] == "reward_model"
+    }
+    if any(judge["kind"] == "gold" for judge in JUDGES):
+        inputs["gold"] = gold_reward_file()
+    return inputs
+
+
+def judge_gpus():
+    """One GPU for the judge jobs when a reward_model judge runs (gold and llm need none)."""
+    return gpus(int(bool(MODEL_JUDGES)))
 # --- scale-out: launcher arguments and shards (README "Scaling up") ---
 
 

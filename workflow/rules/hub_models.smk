@@ -1,6 +1,6 @@
-# Hub models used as published (the pretrained reward model; judges later): fetched once, at their
-# pinned revision, into data/hub_models/<name>/ by a local rule, where the network is (a cluster's
-# login node). The jobs that use one read that folder only; none of them touches the network.
+# Hub models used as published (a pretrained reward model, the reward-model judges): fetched
+# once, at their pinned revision, into data/hub_models/<name>/ by a local rule, where the network
+# is (a cluster's login node). The jobs that use one read that folder only; none of them touches the network.
 
 
 localrules:

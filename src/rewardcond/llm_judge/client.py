@@ -108,7 +108,7 @@ class ChatJudge:
         api_key = environ.get(settings.api_key_env)
         if not api_key:
             raise LLMJudgeError(
-                f"evaluate.llm_judge.api_key_env: the environment variable "
+                f"{settings.config_key}.api_key_env: the environment variable "
                 f"{settings.api_key_env!r} is not set or empty; export the judge endpoint's API "
                 "key there (a local `vllm serve` without --api-key takes any value, e.g. EMPTY)"
             )

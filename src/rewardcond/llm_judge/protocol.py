@@ -51,8 +51,10 @@ class LLMJudgeError(RuntimeError):
 
 @dataclass(frozen=True)
 class LLMJudgeSettings:
-    """`evaluate.llm_judge` of the config (workflow/schemas/config.schema.yaml documents each
-    key; the defaults here are the schema's). `model` and `base_url` have no default."""
+    """An llm judge of `evaluate.judges` in the config, less its `name` and `kind`
+    (workflow/schemas/config.schema.yaml documents each key; the defaults here are the
+    schema's). `model` and `base_url` have no default. `config_key` is where the judge sits in
+    the config (e.g. `evaluate.judges[1]`), named in the errors about its keys."""
 
     model: str
     base_url: str
@@ -68,19 +70,20 @@ class LLMJudgeSettings:
     price_completion_per_million: float = 0.0
     post_template: str = DEFAULT_POST_TEMPLATE
     lc_l2_penalty: float = 1.0
+    config_key: str = "evaluate.judges[] (kind llm)"
 
     def __post_init__(self):
         try:
             self.post_template.format(subreddit="", title="", post="")
         except (KeyError, IndexError, ValueError) as error:
             raise LLMJudgeError(
-                f"evaluate.llm_judge.post_template: {self.post_template!r} is not a format "
+                f"{self.config_key}.post_template: {self.post_template!r} is not a format "
                 f"string over {{subreddit}}, {{title}} and {{post}} ({type(error).__name__}: "
                 f"{error})"
             ) from error
         if self.lc_l2_penalty <= 0:
             raise LLMJudgeError(
-                f"evaluate.llm_judge.lc_l2_penalty: {self.lc_l2_penalty} must be > 0 (it keeps "
+                f"{self.config_key}.lc_l2_penalty: {self.lc_l2_penalty} must be > 0 (it keeps "
                 "the length regression finite when length separates the verdicts)"
             )
 

@@ -137,7 +137,7 @@ def run_llm_judge(
 ) -> dict:
     """The stage: judge the rows of a Parquet table (`judge_table`), write the verdicts as
     Parquet and the summary as JSON (both atomically), return the summary. `judge` is the
-    config's `evaluate.llm_judge` mapping."""
+    keys of an llm judge of `evaluate.judges` (less name and kind)."""
     settings = LLMJudgeSettings(**judge)
     rows = pd.read_parquet(rows_path)
     verdicts, summary = judge_table(

@@ -204,13 +204,17 @@ def load_scorer(
     on_empty: str = "error",
     progress: bool = True,
     cnndm_template: str | None = None,
+    input_format: str = "pair",
 ) -> RewardModelScorer:
     """A `RewardModelScorer` for a reward model.
 
-    kind `pretrained`: an `AutoModelForSequenceClassification` fed `(prompt, summary)` pairs, where
-    `template` renders the prompt (question); `path_or_hub_id` is a folder of the
-    `download_hub_model` rule (read from disk only; identity `hub_id@revision` from its
-    manifest), any local folder, or a hub id at a pinned `revision`, loaded from the local
+    kind `pretrained`: an `AutoModelForSequenceClassification` fed, with `input_format` `pair`
+    (the default; e.g. OpenAssistant's DeBERTa), the tokenizer's `(prompt, summary)` pair
+    encoding, where `template` renders the prompt (question); with `causal`, a decoder with a
+    scalar head (e.g. a Pythia TL;DR reward model, `GPTNeoXForSequenceClassification`) fed
+    `prompt + summary + EOS` as one text and read at its last token. `path_or_hub_id` is a
+    folder of the `download_hub_model` rule (read from disk only; identity `hub_id@revision`
+    from its manifest), any local folder, or a hub id at a pinned `revision`, loaded from the local
     cache first and else fetched once with a time-out (`rewardcond.hub.local_snapshot`).
     kind `train`: the reward model this pipeline trained, from its folder, fed
     `prompt + summary + EOS`. Either way `cnndm_template` renders a CNN/DM article
@@ -237,7 +241,10 @@ def load_scorer(
         folder, identity = open_hub_model(path_or_hub_id, revision, what="pretrained reward model")
         model, tokenizer = _load_pretrained(str(folder), revision, torch_dtype)
         use_eos_as_pad(model, tokenizer, identity)
-        input_format = "pair"
+        if input_format not in ("pair", "causal"):
+            raise ValueError(
+                f"input_format={input_format!r} of {identity}; expected 'pair' or 'causal'"
+            )
     else:
         raise ValueError(f"kind={kind!r}; expected 'pretrained' or 'train'")
     return RewardModelScorer(

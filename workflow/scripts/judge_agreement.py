@@ -1,0 +1,25 @@
+"""Rule judge_agreement: each judge's agreement with the human labels on valid2 (judges.csv)."""
+
+import torch
+
+from rewardcond.artifacts import log_to_file
+from rewardcond.judges.stage import run_judge_agreement
+from rewardcond.stats import BootstrapSettings
+
+log_to_file(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+params = snakemake.params
+run_judge_agreement(
+    comparisons_path=snakemake.input.comparisons,
+    posts_path=snakemake.input.posts,
+    accuracy_path=snakemake.input.accuracy,
+    csv_path=snakemake.output.csv,
+    md_path=snakemake.output.md,
+    judges=params.judges,
+    identities=params.identities,
+    max_comparisons=params.max_comparisons,
+    device=params.device,
+    bootstrap=BootstrapSettings(
+        n_resamples=params.n_resamples, level=params.level, seed=params.seed
+    ),
+)
