@@ -436,9 +436,11 @@ def test_readme_command_submits_every_batch_job_once_with_its_flags(submission):
         assert flags["-A"] == SITE["slurm_account"], call
         if rule in gpu_rules:
             spec = gpu_rules[rule]
-            gpus = 8 if rule == "train" else 1
+            # One process per GPU on one node (scale.train_processes: 8) for the two trainings.
+            multi_gpu = rule in ("train", "train_reward_model")
+            gpus = 8 if multi_gpu else 1
             expected = {"-p": SITE["gpu_partition"], "--gpus": f"{SITE['gpu_model']}:{gpus}"}
-            expected |= {"--nodes": "1"} if rule == "train" else {}
+            expected |= {"--nodes": "1"} if multi_gpu else {}
         else:
             spec = cpu_rules[rule]
             expected = {"-p": SITE["slurm_partition"]}
