@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
 import numpy as np
@@ -26,9 +25,9 @@ from rewardcond.kl.estimators import (
     sample_log_ratios,
 )
 from rewardcond.kl.logprobs import BEST_OF_N_ESTIMATE, KL_COLUMNS, MONTE_CARLO, completion_logprobs
+from rewardcond.kl.summary import summarize_kl
 from rewardcond.methods import get_method
 from rewardcond.modeling import RewardConditionedLM
-from rewardcond.stats import bootstrap_ci
 from rewardcond.summaries import GenerateSettings, render_prompts
 
 log = logging.getLogger(__name__)
@@ -237,39 +236,3 @@ def _write(frames, output_path, name) -> pd.DataFrame:
             row.kl_bound,
         )
     return table
-
-
-def summarize_kl(
-    table: pd.DataFrame, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
-) -> pd.DataFrame:
-    """Mean per-prompt KL per method and condition, with a percentile bootstrap interval over
-    prompts (`rewardcond.evaluation.bootstrap_ci`), in nats per sequence.
-
-    Returns columns method, target_name, target_reward, estimator, kl, kl_low, kl_high,
-    kl_bound, n_prompts, n_unsupported. A condition with an infinite per-prompt KL (a sample sft
-    cannot emit) has kl = inf and no interval (NaN), rather than one that leaves it out.
-    """
-
-    rows = []
-    for (method, name), group in table.groupby(["method", "target_name"], sort=False):
-        values = group["kl"].to_numpy(dtype=np.float64)
-        if np.isfinite(values).all():
-            mean = float(values.mean())
-            low, high = bootstrap_ci(values, n_resamples=n_resamples, level=level, seed=seed)
-        else:
-            mean, low, high = math.inf, math.nan, math.nan
-        rows.append(
-            {
-                "method": method,
-                "target_name": name,
-                "target_reward": float(group["target_reward"].iloc[0]),
-                "estimator": group["estimator"].iloc[0],
-                "kl": mean,
-                "kl_low": low,
-                "kl_high": high,
-                "kl_bound": float(group["kl_bound"].iloc[0]),
-                "n_prompts": len(group),
-                "n_unsupported": int(group["n_unsupported"].sum()),
-            }
-        )
-    return pd.DataFrame(rows)
