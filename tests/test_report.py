@@ -207,7 +207,8 @@ def test_verdict_follows_the_numbers():
     # Short: the significant differences with their intervals, the ties by name only.
     assert re.fullmatch(
         r"Highest gold reward: \*\*scalar @ q50\*\* with 0\.507 \[95% CI 0\.\d+, 0\.\d+\]; "
-        r"beats text @ q50 \(\+0\.10\d \[0\.\d+, 0\.\d+\]\), sft \(\+0\.1\d\d \[0\.\d+, 0\.\d+\]\)\.",
+        r"beats text @ q50 \(\+0\.10\d \[0\.\d+, 0\.\d+\]\), "
+        r"sft \(\+0\.1\d\d \[0\.\d+, 0\.\d+\]\)\.",
         gold_line,
     )
     changed = verdict_lines(tables_for(text_gold=0.8), 0.95, "scalar")

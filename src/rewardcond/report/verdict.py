@@ -257,7 +257,7 @@ def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
             f"{fmt(start['gold_ci_high'])}]"
         )
         lines.append(
-            f"**Over-optimisation in {method}** from {method_label(method, start['target_name'])} "
+            f"**{method} over-optimises** from {method_label(method, start['target_name'])} "
             f"(KL {_kl(start)}): RM {rm} above sft's, gold {gold_diff} below."
         )
     if clean:
