@@ -141,9 +141,9 @@ def _scale(values: pd.Series, fallback: pd.Series) -> tuple[float, str]:
     the evaluated summaries' where the references' is 0 or undefined; with its description."""
     spread = float(np.nanstd(values.to_numpy(float)))
     if spread > 0:
-        return spread, f"sd of the reference summaries' = {spread:.3g}"
+        return spread, f"{spread:.3g} (sd of the reference summaries')"
     spread = float(np.nanstd(fallback.to_numpy(float)))
-    return (spread if spread > 0 else 1.0), f"sd of the evaluated summaries' = {spread:.3g}"
+    return (spread if spread > 0 else 1.0), f"{spread:.3g} (sd of the evaluated summaries')"
 
 
 def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references, path) -> None:
@@ -183,30 +183,24 @@ def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references
             label=method,
             linestyle="-" if len(rows) > 1 else "none",
         )
+    low = min(axis.get_xlim()[0], axis.get_ylim()[0])
+    high = max(axis.get_xlim()[1], axis.get_ylim()[1])
+    axis.plot([low, high], [low, high], color="black", linewidth=1, label="y = x")
     sft = summary[summary["method"] == "sft"]
     if len(sft):
         x0 = (sft["achieved_reward_mean"].iloc[0] - rm_mean) / rm_scale
         y0 = (sft["gold_reward_mean"].iloc[0] - gold_mean) / gold_scale
         axis.axvline(x0, color="grey", linestyle=":", linewidth=1)
         axis.axhline(y0, color="grey", linestyle=":", linewidth=1)
-        x_right, y_bottom = axis.get_xlim()[1], axis.get_ylim()[0]
         axis.fill_between(
-            [x0, x_right],
-            y_bottom,
-            y0,
-            color="tab:red",
-            alpha=0.08,
-            label="proxy above sft, gold below",
+            [x0, high], low, y0, color="tab:red", alpha=0.08, label="proxy above sft, gold below"
         )
-    low = min(axis.get_xlim()[0], axis.get_ylim()[0])
-    high = max(axis.get_xlim()[1], axis.get_ylim()[1])
-    axis.plot([low, high], [low, high], color="black", linewidth=1, label="y = x")
     axis.set_xlim(low, high)
     axis.set_ylim(low, high)
     axis.set_aspect("equal")
     axis.set(
-        xlabel=f"proxy: RM reward - references' mean, in units of its {rm_text}",
-        ylabel=f"gold reward - references' mean,\nin units of its {gold_text}",
+        xlabel=f"proxy: (RM reward - references' mean) / {rm_text}",
+        ylabel=f"gold: (gold reward - references' mean)\n/ {gold_text}",
         title="Gold against proxy, every method x target, one scale",
     )
     axis.legend(fontsize="small")
@@ -239,16 +233,19 @@ def plot_frontier(summary: pd.DataFrame, path) -> None:
         x_low = np.sqrt(finite["kl_sft_ci_low"].fillna(finite["kl_sft"]).clip(lower=0))
         x_high = np.sqrt(finite["kl_sft_ci_high"].fillna(finite["kl_sft"]).clip(lower=0))
         x_error = np.vstack([x - x_low, x_high - x])
+        style = {"marker": "o"}
+        if label == "sft":  # the origin, under best-of-N's first point: drawn on top
+            style = {"marker": "*", "markersize": 14, "zorder": 4}
         for axis, (prefix, _) in zip(axes[0], panels, strict=True):
             axis.errorbar(
                 x,
                 finite[f"{prefix}_mean"],
                 xerr=x_error,
                 yerr=_error(finite, prefix),
-                marker="o",
                 capsize=2,
                 label=label,
                 linestyle="-" if len(finite) > 1 else "none",
+                **style,
             )
     for axis, (_, ylabel) in zip(axes[0], panels, strict=True):
         axis.set(xlabel="sqrt(KL(pi || pi_sft)), sqrt(nats per sequence)", ylabel=ylabel)
