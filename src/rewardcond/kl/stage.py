@@ -25,7 +25,6 @@ from rewardcond.kl.estimators import (
     sample_log_ratios,
 )
 from rewardcond.kl.logprobs import BEST_OF_N_ESTIMATE, KL_COLUMNS, MONTE_CARLO, completion_logprobs
-from rewardcond.kl.summary import summarize_kl
 from rewardcond.methods import get_method
 from rewardcond.modeling import RewardConditionedLM
 from rewardcond.summaries import GenerateSettings, render_prompts
@@ -224,15 +223,16 @@ def _write(frames, output_path, name) -> pd.DataFrame:
         }
     )
     write_parquet(output_path, table)
-    for row in summarize_kl(table).itertuples(index=False):
+    # The mean only: the interval over prompts is `rewardcond.kl.summary.summarize_kl`'s, in
+    # `publish` (kept out of this stage so that editing the statistics reruns no sampling).
+    grouped = table.groupby("target_name", sort=False)
+    for condition, mean in grouped["kl"].mean().items():
         log.info(
-            "%s %s: KL %.4f [%.4f, %.4f] nats over %d prompts (bound %s)",
+            "%s %s: KL %.4f nats (mean over %d prompts; bound %s)",
             name,
-            row.target_name,
-            row.kl,
-            row.kl_low,
-            row.kl_high,
-            row.n_prompts,
-            row.kl_bound,
+            condition,
+            mean,
+            grouped.size()[condition],
+            table.loc[table["target_name"] == condition, "kl_bound"].iloc[0],
         )
     return table
