@@ -76,6 +76,7 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         "generate_summaries": 1,
         "merge_generations": 1,
         "evaluate": 1,
+        "kl": 1,
         "publish": 1,
         "all": 1,
     }
@@ -83,7 +84,13 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         (demo / "src/rewardcond/methods/dpo.py").read_text().removesuffix("\n# an edit\n")
     )
     edit(demo / "src/rewardcond/methods/bon.py")  # bon4 and bon16 are one family, one module
-    assert jobs_to_run(demo) == {"generate_best_of_n": 2, "evaluate": 2, "publish": 1, "all": 1}
+    assert jobs_to_run(demo) == {
+        "generate_best_of_n": 2,
+        "evaluate": 2,
+        "kl_best_of_n": 2,
+        "publish": 1,
+        "all": 1,
+    }
 
 
 def test_shard_outputs_are_deleted_once_merged(demo):
@@ -105,16 +112,19 @@ def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tm
     # weight_decay: a `train` key that no method overrides, so every trained method retrains.
     override.write_text("train:\n  weight_decay: 0.01\n")
     jobs = jobs_to_run(demo, override)
-    # Best-of-N samples from the retrained sft model, so it generates again too.
+    # Best-of-N samples from the retrained sft model, so it generates again too; every KL from
+    # sft is measured again.
     assert set(jobs) == {
         "train",
         "generate_summaries",
         "merge_generations",
         "generate_best_of_n",
         "evaluate",
+        "kl",
+        "kl_best_of_n",
         "publish",
         "all",
     }
-    assert jobs["train"] == jobs["merge_generations"]
+    assert jobs["train"] == jobs["merge_generations"] == jobs["kl"]
     assert jobs["evaluate"] == jobs["merge_generations"] + jobs["generate_best_of_n"]
-    assert jobs["evaluate"] == n_methods(demo)
+    assert jobs["evaluate"] == n_methods(demo) == jobs["kl"] + jobs["kl_best_of_n"]
