@@ -205,7 +205,7 @@ def test_report_shows_kl_a_blank_train_time_and_the_frontier(tmp_path):
     assert "nan" not in wins
     assert cells["sft"][5] == "0.000 nats [0.000, 0.000]"
     assert cells["bon4"][6] == f"{math.log(4) - 0.75:.3f}"
-    assert "Best-of-N: `KL` is the" in wins or "Best-of-N: `KL` is" in report
+    assert "Best-of-N: `KL from sft`\nis the estimate of Beirami et al. 2024" in wins
     assert "temperature 1" in wins
     assert "## Reward against KL from sft" in report
     written = pd.read_csv(results / "tables" / "matched_kl.csv")

@@ -128,3 +128,23 @@ def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tm
     assert jobs["train"] == jobs["merge_generations"] == jobs["kl"]
     assert jobs["evaluate"] == jobs["merge_generations"] + jobs["generate_best_of_n"]
     assert jobs["evaluate"] == n_methods(demo) == jobs["kl"] + jobs["kl_best_of_n"]
+
+
+def test_the_html_report_holds_the_verdict_and_the_reward_model_accuracy(demo):
+    # README's command for the demo, as written there; no --cores needed.
+    command = [sys.executable, "-m", "snakemake", "--report", "report.html"]
+    command += ["--configfile", "workflow/config/demo.yaml"]
+    subprocess.run(command, cwd=demo, capture_output=True, text=True, check=True)
+    html = (demo / "report.html").read_text(encoding="utf-8")
+    report = (demo / "results/demo/REPORT.md").read_text(encoding="utf-8")
+    verdict = report.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    first = verdict.splitlines()[0].removeprefix("- ")[:60]
+    assert html_text(first) in html, first
+    assert "accuracy.csv" in html and "Reward model" in html
+
+
+def html_text(text: str) -> str:
+    """`text` as the report's HTML captions hold it (docutils escapes &, <, >, and quotes)."""
+    import html
+
+    return html.escape(text, quote=False)

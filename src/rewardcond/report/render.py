@@ -12,7 +12,7 @@ import yaml
 
 from rewardcond.artifacts import write_table, write_text
 from rewardcond.evaluation.comparisons import compare_methods, correlations
-from rewardcond.evaluation.frontier import attach_kl, kl_label, matched_kl, overoptimisation
+from rewardcond.evaluation.frontier import attach_kl, matched_kl, overoptimisation
 from rewardcond.evaluation.summary import combine, summarize, win_rates
 from rewardcond.evaluation.targets import Target, load_targets
 from rewardcond.kl.summary import summarize_kl
@@ -22,6 +22,14 @@ from rewardcond.report.plots import (
     plot_overoptimisation,
     plot_reward_distribution,
     plot_winrate,
+)
+from rewardcond.report.sections import (
+    KL_NOTE,
+    calibration_table,
+    frontier_section,
+    markdown,
+    summary_table,
+    wins_table,
 )
 from rewardcond.report.setup import (
     data_sizes,
@@ -38,15 +46,6 @@ log = logging.getLogger(__name__)
 TABLES = ("summary", "correlation", "winrate", "comparisons", "matched_kl", "overoptimisation")
 #: The figures under `plots/`, `<name>.png` each.
 PLOTS = ("calibration", "reward_distribution", "overoptimisation", "winrate", "frontier")
-KL_NOTE = """\
-KL from sft: KL(pi || pi_sft) in nats per sequence (summed over a summary's tokens and its EOS),
-mean over prompts with its bootstrap interval (`rewardcond.kl`). It is the distance of the
-method's *sampling* policy (temperature 1, `evaluate.kl_samples` samples per prompt, Monte Carlo
-over the policy's own samples) from sft's, not of the greedy decoder that wrote the summaries
-scored here; a Monte Carlo estimate can fall below 0 on few samples. `inf`: a sample holds a token
-sft cannot emit (e.g. `tokens`' `<|good|>`), which makes the KL infinite. Best-of-N: `KL` is the
-estimate of Beirami et al. 2024 from sft's probability of each kept summary, `KL bound` the
-analytic `log N - (N - 1)/N` (an upper bound). sft is the reference: 0."""
 ANCHORS = """\
 Figures from other setups, for orientation only; none of them was measured on this run's data,
 models or reward model.
@@ -96,122 +95,6 @@ def build_tables(
     return tables
 
 
-def _with_ci(table: pd.DataFrame, column: str, prefix: str) -> pd.Series:
-    return pd.Series(
-        [
-            "" if pd.isna(mean) else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-            for mean, low, high in zip(
-                table[column], table[f"{prefix}_ci_low"], table[f"{prefix}_ci_high"], strict=True
-            )
-        ],
-        index=table.index,
-    )
-
-
-def _markdown(frame: pd.DataFrame, missing: str = "nan") -> str:
-    """`frame` as a Markdown table; `missing` stands for a missing value."""
-    if not len(frame):
-        return "(empty)"
-    return frame.to_markdown(index=False, floatfmt=".3f", missingval=missing)
-
-
-def _kl_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The REPORT's KL columns of a table with `frontier.KL_COLUMNS`."""
-    return pd.DataFrame(
-        {
-            "KL from sft (nats)": [kl_label(row) for _, row in table.iterrows()],
-            "KL bound": table["kl_sft_analytic"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
-        },
-        index=table.index,
-    )
-
-
-def _calibration(correlation: pd.DataFrame, gold: bool) -> pd.DataFrame:
-    """A few columns of the correlation table for the REPORT (all of them in the CSV); without
-    gold no gold column."""
-    compact = correlation[["method"]].copy()
-    kinds = (("RM", "spearman"), ("gold", "spearman_gold")) if gold else (("RM", "spearman"),)
-    for label, prefix in kinds:
-        compact[f"Spearman(target, {label}) [CI]"] = [
-            "nan" if pd.isna(v) else f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
-            for v, lo, hi in zip(
-                correlation[f"{prefix}_pooled"],
-                correlation[f"{prefix}_pooled_ci_low"],
-                correlation[f"{prefix}_pooled_ci_high"],
-                strict=True,
-            )
-        ]
-        compact[f"{label} per prompt"] = correlation[f"{prefix}_per_prompt_mean"]
-    compact["MAE"] = correlation["calibration_mae"]
-    notes = correlation["spearman_note"].fillna("")
-    if gold:
-        notes = notes + "; " + correlation["spearman_gold_note"].fillna("")
-    compact["note"] = notes.str.strip("; ")
-    return compact
-
-
-def _summary_table(summary: pd.DataFrame, kl: bool) -> pd.DataFrame:
-    compact = summary[["method", "target_name", "target_reward", "n"]].copy()
-    compact.insert(3, "in range", summary["in_range"].map({True: "yes", False: "no"}).fillna(""))
-    compact["achieved reward"] = _with_ci(summary, "achieved_reward_mean", "achieved_reward")
-    compact["gold reward"] = _with_ci(summary, "gold_reward_mean", "gold_reward")
-    if kl:
-        compact["KL from sft (nats)"] = _kl_columns(summary)["KL from sft (nats)"]
-    compact[["rougeL", "length", "eos", "distinct2"]] = summary[
-        ["rougeL", "length_mean", "eos_rate", "distinct2"]
-    ]
-    compact["win rate (RM)"] = summary["winrate_rm"]
-    compact["win rate (gold)"] = summary["winrate_gold"]
-    return compact
-
-
-def _wins_table(winrate: pd.DataFrame, kl: bool) -> pd.DataFrame:
-    wins = winrate[["method", "target_name", "n"]].copy()
-    wins["win rate (RM)"] = _with_ci(winrate, "winrate_rm", "winrate_rm")
-    wins["win rate (gold)"] = _with_ci(winrate, "winrate_gold", "winrate_gold")
-    if kl:
-        wins = wins.join(_kl_columns(winrate))
-    # Blank, not `nan`, where a method trains nothing (best-of-N).
-    wins["train s"] = winrate["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f}")
-    wins[["tokens/prompt", "N"]] = winrate[["generated_tokens_per_prompt", "n_candidates"]]
-    return wins
-
-
-def _frontier_section(tables: Mapping[str, pd.DataFrame], gold: bool) -> str:
-    """The REPORT's section on reward against KL: the matched-KL comparison and the conditions
-    flagged as over-optimised (both tables in full under `tables/`); without gold no gold row."""
-    if "matched_kl" not in tables:
-        return ""
-    matched = tables["matched_kl"]
-    if not gold:
-        matched = matched[matched["metric"] != "gold_reward"]
-        return f"""
-## Reward against KL from sft
-Plot: `plots/frontier.png` (reward against sqrt(KL)).
-
-Matched KL (`tables/matched_kl.csv`; difference = method minus other, paired bootstrap):
-
-{_markdown(matched)}
-"""
-    flagged = tables["overoptimisation"]
-    flagged = flagged[flagged["overoptimised"].fillna(False)]
-    columns = ["method", "target_name", "kl_sft", "rm_difference", "rm_ci_low", "rm_ci_high"]
-    columns += ["gold_difference", "gold_ci_low", "gold_ci_high"]
-    return f"""
-## Reward against KL from sft
-Plot: `plots/frontier.png` (reward against sqrt(KL)).
-
-Matched KL (`tables/matched_kl.csv`; difference = method minus other, paired bootstrap):
-
-{_markdown(matched)}
-
-Over-optimised conditions: reward-model reward above sft's while gold below sft's, both paired
-intervals excluding 0 (every method x condition in `tables/overoptimisation.csv`):
-
-{_markdown(flagged[columns])}
-"""
-
-
 def render_report(
     tables: Mapping[str, pd.DataFrame],
     *,
@@ -226,14 +109,14 @@ def render_report(
     """REPORT.md: setup, verdict, tables (compact, with CIs), anchors and the resolved config."""
     summary, winrate = tables["summary"], tables["winrate"]
     kl = "kl_sft" in summary.columns
-    compact, wins = _summary_table(summary, kl), _wins_table(winrate, kl)
+    compact, wins = summary_table(summary, kl), wins_table(winrate, kl)
     per_rule = times.groupby("rule", sort=False)["seconds"].agg(["count", "sum", "max"])
     per_rule = per_rule.reset_index().rename(
         columns={"count": "jobs", "sum": "seconds (total)", "max": "seconds (slowest job)"}
     )
     verdict = "\n".join(f"- {line}" for line in verdict_lines(tables, level, main_method))
     gold = has_gold(tables)
-    calibration = _calibration(tables["correlation"], gold)
+    calibration = calibration_table(tables["correlation"], gold)
     if not gold:  # real data: no empty gold columns
         compact = compact.drop(columns=["gold reward", "win rate (gold)"])
         wins = wins.drop(columns=["win rate (gold)"])
@@ -262,10 +145,10 @@ Generated by `rewardcond.report.render.publish` from the tables in `tables/`; do
   summary at every target) is undefined: NaN, with the reason in the `note` columns.
 
 ### Data sizes
-{_markdown(sizes)}
+{markdown(sizes)}
 
 ### Time per stage (Snakemake benchmark files)
-{_markdown(per_rule)}
+{markdown(per_rule)}
 
 ## Verdict
 {verdict}
@@ -273,13 +156,13 @@ Generated by `rewardcond.report.render.publish` from the tables in `tables/`; do
 ## Win rates against the reference summary (headline target per method)
 {reference_line}.
 {kl_line}
-{_markdown(wins, missing="")}
-{_frontier_section(tables, gold)}
+{markdown(wins, missing="")}
+{frontier_section(tables, gold)}
 ## Calibration (in-range targets)
-{_markdown(calibration)}
+{markdown(calibration)}
 
 ## Summary (method x target)
-{_markdown(compact)}
+{markdown(compact)}
 
 Full tables with every column: {", ".join(f"`tables/{name}.csv`" for name in tables)}.
 Plots: `plots/`.
@@ -292,7 +175,7 @@ Plots: `plots/`.
 ```
 
 ## Jobs
-{_markdown(times)}
+{markdown(times)}
 """
 
 
