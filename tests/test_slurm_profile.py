@@ -246,7 +246,7 @@ def test_account_and_partition_from_a_global_profile_are_kept(tmp_path):
         "default-resources:\n  slurm_account: acct_global\n  slurm_partition: part_global\n"
     )
     jobs = batch_jobs(dry_run_jobs("--profile", str(tmp_path / "mine")))
-    assert len(jobs) == 68
+    assert len(jobs) == 76
     for job in jobs:
         assert job["resources"]["slurm_account"] == "acct_global", job["rule"]
         assert job["resources"]["slurm_partition"] == "part_global", job["rule"]
@@ -419,8 +419,9 @@ def test_readme_command_submits_every_batch_job_once_with_its_flags(submission):
     targets = [call["target"] for call in sbatch]
     assert len(targets) == len(set(targets)) == len(batch)
     # prepare, eval_prompts, targets, reward_model_accuracy, score_references, publish; 16 score
-    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8 evaluate
-    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) == 68
+    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8
+    # evaluate; 8 KL from sft (kl, kl_best_of_n: publish reads them)
+    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + 2 * len(METHODS) == 76
     assert {target.partition(":")[0] for target in targets} == {job["rule"] for job in batch}
     assert not any(call.startswith("srun") for call in calls)  # nothing runs on the login node
     for call in sbatch:
