@@ -17,12 +17,12 @@ from evaluation_world import (
 )
 
 from rewardcond.artifacts import write_parquet
-from rewardcond.evaluation.frontier import attach_kl, closest_kl_target
+from rewardcond.evaluation.frontier import attach_kl, closest_kl_target, matched_kl
 from rewardcond.evaluation.summary import combine, summarize
 from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.render import PLOTS, build_tables, publish
 from rewardcond.report.setup import models_line, used_base_models
-from rewardcond.report.verdict import verdict_lines
+from rewardcond.report.verdict import matched_kl_line, verdict_lines
 from rewardcond.stats import BootstrapSettings
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
@@ -107,6 +107,16 @@ def test_scalar_is_compared_with_rloo_at_the_target_of_closest_kl():
         "**scalar vs rloo at matched KL**: scalar @ q50 (KL 0.40) minus rloo (KL 0.45): gold +0.3"
     )
     assert line.endswith("; scalar is ahead on gold; rloo is ahead on RM.")
+    # KLs far apart are said to be unmatched: scalar's closest target is then named as such.
+    summary = tables["summary"].copy()
+    summary.loc[summary["method"] == "rloo", "kl_sft"] = 5.0
+    unmatched = matched_kl(combine(*world()[:2], TARGETS), summary, SETTINGS, "scalar")
+    assert unmatched["target_name"].tolist() == ["max+1sd", "max+1sd"]
+    assert matched_kl_line(unmatched, gold=True).endswith(
+        "; rloo is ahead on gold; scalar is ahead on RM. Not matched: no target of scalar comes "
+        "within 1.5x of "
+        "rloo's KL; this is scalar's closest."
+    )
 
 
 def test_overoptimisation_is_flagged_for_every_method_from_its_paired_differences_with_sft():

@@ -226,16 +226,16 @@ def onset(overoptimised: pd.DataFrame, method: str) -> pd.Series | None:
 
 
 def frontier_points(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """The frontier figure's series: (label, rows) with rows sorted by `kl_sft`; one curve per
-    conditioned method across its targets, one `best-of-N` curve through `sft` (N = 1) and every
-    `bon<N>`, one point per other method (`sft` included, at KL 0)."""
+    """The frontier figure's series: (label, rows); one curve per conditioned method across its
+    targets (in target order), one `best-of-N` curve through `sft` (N = 1) and every `bon<N>`
+    (in KL order), one point per other method (`sft` included, at KL 0)."""
     series = []
     bon = summary[summary["method"].str.fullmatch(r"bon\d+")]
     for method in summary["method"].unique():
         if method in set(bon["method"]):
             continue
         rows = summary[summary["method"] == method]
-        series.append((method, rows.sort_values("kl_sft", kind="stable")))
+        series.append((method, rows.sort_values("target_reward", kind="stable")))
     if not bon.empty:
         start = summary[summary["method"] == REFERENCE_METHOD]
         series.append(("best-of-N", pd.concat([start, bon]).sort_values("kl_sft", kind="stable")))

@@ -210,9 +210,9 @@ def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references
 def plot_frontier(summary: pd.DataFrame, path) -> None:
     """Reward against sqrt(KL from sft) (Gao et al. 2022): one panel for gold (where the world
     has one) and one for the proxy (RM), in raw units each; a curve per conditioned method
-    across its targets, best-of-N across N (from sft at N = 1), a point per other method; bars
-    are the intervals (KL's as sqrt of its interval, clipped at 0). Points with an infinite or
-    missing KL are listed in the title, not drawn."""
+    across its targets (in target order, each point named), best-of-N across N (from sft at
+    N = 1), a point per other method; bars are the intervals (KL's as sqrt of its interval,
+    clipped at 0). Points with an infinite or missing KL are listed in the title, not drawn."""
     plt = _pyplot()
     panels = [("achieved_reward", "proxy: reward-model reward (raw RM units)")]
     if summary["gold_reward_mean"].notna().any():
@@ -247,6 +247,12 @@ def plot_frontier(summary: pd.DataFrame, path) -> None:
                 linestyle="-" if len(finite) > 1 else "none",
                 **style,
             )
+            if label != "best-of-N" and len(finite) > 1:  # a conditioned method: name its targets
+                for xi, yi, name in zip(
+                    x, finite[f"{prefix}_mean"], finite["target_name"], strict=True
+                ):
+                    axis.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3),
+                                  textcoords="offset points")  # fmt: skip
     for axis, (_, ylabel) in zip(axes[0], panels, strict=True):
         axis.set(xlabel="sqrt(KL(pi || pi_sft)), sqrt(nats per sequence)", ylabel=ylabel)
         axis.legend(fontsize="small")

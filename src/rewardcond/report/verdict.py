@@ -225,21 +225,7 @@ def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
             f"No matched-KL comparison with {RLHF_METHOD}: a method or a finite KL is missing."
         )
     else:
-        first = matched.iloc[0]
-        method, other = first["method"], first["other"]
-        clauses, ahead = [], []
-        for _, row in matched.iterrows():
-            if row["metric"] == "gold_reward" and not gold:
-                continue
-            name = "gold" if row["metric"] == "gold_reward" else "RM"
-            clauses.append(f"{name} {_difference(row)}")
-            leader = (method if row["difference"] > 0 else other) if row["significant"] else None
-            ahead.append(f"{leader} is ahead on {name}" if leader else f"level on {name}")
-        lines.append(
-            f"**{method} vs {other} at matched KL**: {method_label(method, first['target_name'])} "
-            f"(KL {first['kl_sft']:.2f}) minus {method_label(other, first['other_target_name'])} "
-            f"(KL {first['other_kl_sft']:.2f}): {', '.join(clauses)}; {'; '.join(ahead)}."
-        )
+        lines.append(matched_kl_line(matched, gold))
     if not gold:
         return lines
     flags = tables["overoptimisation"]
@@ -272,3 +258,42 @@ def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
 def _kl(row) -> str:
     kl = row["kl_sft"]
     return "n/a" if pd.isna(kl) else ("inf" if np.isinf(kl) else f"{kl:.2f}")
+
+
+#: KLs within this factor of each other count as matched; beyond it the verdict says they are not.
+KL_MATCH_FACTOR = 1.5
+
+
+def matched_kl_line(matched: pd.DataFrame, gold: bool) -> str:
+    """The verdict's matched-KL bullet from `tables/matched_kl`: the paired differences, which
+    method is ahead on each (by its interval), and a warning when even the closest target's KL
+    is more than `KL_MATCH_FACTOR` times off rloo's (then the comparison is not at matched KL)."""
+    first = matched.iloc[0]
+    method, other = first["method"], first["other"]
+    clauses, ahead = [], {}
+    for _, row in matched.iterrows():
+        if row["metric"] == "gold_reward" and not gold:
+            continue
+        name = "gold" if row["metric"] == "gold_reward" else "RM"
+        clauses.append(f"{name} {_difference(row)}")
+        leader = (method if row["difference"] > 0 else other) if row["significant"] else None
+        ahead.setdefault(leader, []).append(name)
+    verdicts = [
+        f"{leader} is ahead on {' and '.join(names)}"
+        if leader
+        else f"level on {' and '.join(names)}"
+        for leader, names in ahead.items()
+    ]
+    kl, other_kl = first["kl_sft"], first["other_kl_sft"]
+    low, high = sorted([kl, other_kl])
+    matched_note = ""
+    if not (low > 0 and high <= KL_MATCH_FACTOR * low):
+        matched_note = (
+            f" Not matched: no target of {method} comes within {KL_MATCH_FACTOR}x of "
+            f"{other}'s KL; this is {method}'s closest."
+        )
+    return (
+        f"**{method} vs {other} at matched KL**: {method_label(method, first['target_name'])} "
+        f"(KL {kl:.2f}) minus {method_label(other, first['other_target_name'])} "
+        f"(KL {other_kl:.2f}): {', '.join(clauses)}; {'; '.join(verdicts)}.{matched_note}"
+    )
