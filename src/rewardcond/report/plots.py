@@ -136,22 +136,21 @@ def plot_reward_distribution(frame: pd.DataFrame, targets: Sequence[Target], pat
     _save(figure, path)
 
 
-def _scale(values: pd.Series, fallback: pd.Series) -> tuple[float, str]:
-    """The spread that standardises a reward: the reference summaries' standard deviation, or
-    the evaluated summaries' where the references' is 0 or undefined; with its description."""
+def _scale(values: pd.Series) -> tuple[float, str]:
+    """The spread that standardises a reward: its standard deviation over every evaluated
+    summary of the run (all methods and targets), with its description. Not the reference
+    summaries': their gold sits near its ceiling (sd 0.11 on the demo, against 1.9 for the RM),
+    which would stretch gold tenfold."""
     spread = float(np.nanstd(values.to_numpy(float)))
-    if spread > 0:
-        return spread, f"{spread:.3g} (sd of the reference summaries')"
-    spread = float(np.nanstd(fallback.to_numpy(float)))
-    return (spread if spread > 0 else 1.0), f"{spread:.3g} (sd of the evaluated summaries')"
+    return (spread if spread > 0 else 1.0), f"{spread:.3g} (its sd over all evaluated summaries)"
 
 
 def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references, path) -> None:
     """Gold against proxy for every method x condition on one scale: each reward minus the
-    reference summaries' mean, divided by a spread (`_scale`), so that one unit means the same
-    on both axes. Below the diagonal gold confirms less than the proxy claims; right of sft and
-    below it (shaded) is over-optimisation. Bars: each point's own interval (not paired). Without
-    a gold function the figure says so."""
+    reference summaries' mean, divided by its spread over the run's summaries (`_scale`), so
+    that one unit means the same on both axes. Below the diagonal gold confirms less than the
+    proxy claims; right of sft and below it (shaded) is over-optimisation. Bars: each point's own
+    interval (not paired). Without a gold function the figure says so."""
     plt = _pyplot()
     if summary["gold_reward_mean"].isna().all():
         figure, axis = plt.subplots(figsize=(6, 2))
@@ -159,8 +158,8 @@ def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references
         axis.text(0.5, 0.5, "No gold reward in this world (real data).", ha="center")
         _save(figure, path)
         return
-    rm_scale, rm_text = _scale(references["reward"], frame["reward"])
-    gold_scale, gold_text = _scale(references["gold"], frame["gold"])
+    rm_scale, rm_text = _scale(frame["reward"])
+    gold_scale, gold_text = _scale(frame["gold"])
 
     def standard(rows, prefix, column, mean, scale):
         values = (rows[column].to_numpy(float) - mean) / scale
