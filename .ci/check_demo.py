@@ -1,7 +1,9 @@
 """Check a finished demo run: every published file is there and the acceptance figures hold:
 scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, scalar at its top
-in-range target beats sft on gold reward, rloo (when run) beats sft on the reward model, and
-the gold judge agrees with the labellers on valid2 more often than the proxy (issue 17)."""
+in-range target beats sft on gold reward, rloo is there and beats sft on the reward model it is
+trained against, every method x target has its KL from sft (issue 16) in summary.csv and every
+method in winrate.csv, with the frontier plot and the matched-KL table, and the gold judge agrees
+with the labellers on valid2 more often than the proxy (issue 17)."""
 
 import sys
 from pathlib import Path
@@ -17,6 +19,9 @@ def main(run_dir: Path) -> int:
         "tables/summary.md",
         "tables/correlation.csv",
         "tables/winrate.csv",
+        "tables/matched_kl.csv",
+        "tables/overoptimisation.csv",
+        "plots/frontier.png",
         "REPORT.md",
         "reward_model/accuracy.csv",
         "tables/judges.csv",
@@ -50,7 +55,9 @@ def main(run_dir: Path) -> int:
             problems.append("scalar at its top in-range target does not beat sft on gold reward")
         # Issue 16: the RLHF arm must visibly optimise the reward model it is trained against.
         rloo = summary.loc[summary["method"] == "rloo"]
-        if len(rloo):
+        if not len(rloo):
+            problems.append("no rloo rows in summary.csv")
+        else:
             rloo = rloo.iloc[0]
             print(
                 f"rloo vs sft: RM {rloo['achieved_reward_mean']:.3f} vs "
@@ -67,10 +74,36 @@ def main(run_dir: Path) -> int:
             problems.append(f"judges.csv rows {list(judges.index)}; expected ['proxy', 'gold']")
         elif not judges.loc["gold", "agreement"] > judges.loc["proxy", "agreement"]:
             problems.append("the gold judge does not agree with the labels more than the proxy")
+    if not missing:
+        problems += kl_problems(run_dir)
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     print("demo check:", "FAILED" if problems else "passed")
     return 1 if problems else 0
+
+
+def kl_problems(run_dir: Path) -> list[str]:
+    """Issue 16: `kl_sft` for every method x target of summary.csv and every method of
+    winrate.csv (a number; inf is one, where a sample holds a token sft cannot emit), 0 for sft;
+    the matched-KL table filled."""
+    problems = []
+    for name in ("summary", "winrate"):
+        table = pd.read_csv(run_dir / f"tables/{name}.csv")
+        if "kl_sft" not in table.columns:
+            problems.append(f"tables/{name}.csv has no kl_sft column")
+            continue
+        print(table[["method", "target_name", "kl_sft", "kl_sft_analytic"]].to_string())
+        missing = table.loc[table["kl_sft"].isna(), ["method", "target_name"]].values.tolist()
+        if missing:
+            problems.append(f"tables/{name}.csv: no kl_sft for {missing}")
+        sft = table.loc[table["method"] == "sft", "kl_sft"]
+        if not (sft == 0).all():
+            problems.append(f"tables/{name}.csv: sft's kl_sft is {sft.tolist()}, expected 0")
+    matched = pd.read_csv(run_dir / "tables/matched_kl.csv")
+    print(matched.to_string())
+    if sorted(matched["metric"]) != ["achieved_reward", "gold_reward"]:
+        problems.append("tables/matched_kl.csv: expected scalar vs rloo on gold and RM reward")
+    return problems
 
 
 if __name__ == "__main__":

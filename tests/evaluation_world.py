@@ -72,3 +72,55 @@ def write_targets(path) -> None:
     path.write_text(
         json.dumps([{"name": t.name, "value": t.value, "in_range": t.in_range} for t in TARGETS])
     )
+
+
+#: KL from sft per method and target of `make_kl`'s world (nats per sequence, before noise).
+KL_OF = {("scalar", "q05"): 0.1, ("scalar", "q50"): 0.4, ("scalar", "max+1sd"): 1.6,
+         ("text", "q05"): 0.3, ("text", "q50"): 0.3, ("text", "max+1sd"): 0.3,
+         ("sft", "none"): 0.0, ("rloo", "none"): 0.45, ("bon4", "none"): 0.6}  # fmt: skip
+
+
+def make_kl(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Per-prompt KL rows (the `kl` rules' layout) for each evaluated frame: `KL_OF` plus
+    +-0.01 alternating over prompts (so each mean is exactly `KL_OF`); sft exactly 0; best-of-N
+    with the Beirami estimate at 0.6 and its analytic bound."""
+    out = []
+    for frame in frames:
+        rows = frame.drop_duplicates(["post_id", "target_name"])
+        method = rows["method"].iloc[0]
+        bon = method.startswith("bon")
+        n = int(rows["n_candidates"].iloc[0])
+        jitter = np.array([0.01 if i % 2 else -0.01 for i in range(len(rows))])
+        if method == "sft":
+            jitter = 0 * jitter
+        out.append(
+            pd.DataFrame(
+                {
+                    "method": method,
+                    "post_id": rows["post_id"].to_numpy(),
+                    "target_name": rows["target_name"].to_numpy(),
+                    "target_reward": rows["target_reward"].to_numpy(),
+                    "estimator": "best_of_n_beirami" if bon else "monte_carlo",
+                    "n_samples": 2,
+                    "kl": [KL_OF[(method, t)] for t in rows["target_name"]] + jitter,
+                    "kl_k3": np.nan,
+                    "kl_bound": np.log(n) - (n - 1) / n if bon else np.nan,
+                    "logp_policy": np.nan,
+                    "logp_sft": -5.0,
+                    "mean_tokens": 6.0,
+                    "n_finished": 1,
+                    "n_unsupported": 0,
+                }
+            )
+        )
+    return out
+
+
+def with_rloo_and_bon(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """`make_world`'s frames plus `rloo` (RM reward 1.0, gold 0.2: it over-optimises) and
+    `bon4` (RM 0.6, gold 0.45), both baselines built from sft's rows."""
+    sft = frames[2]
+    rloo = sft.assign(method="rloo", reward=sft["reward"] + 0.8, gold=sft["gold"] - 0.2)
+    bon = sft.assign(method="bon4", reward=sft["reward"] + 0.4, gold=sft["gold"] + 0.05,
+                     n_candidates=4)  # fmt: skip
+    return [*frames, rloo, bon]

@@ -27,7 +27,8 @@ from rewardcond.kl.logprobs import (
     check_same_vocabulary,
     completion_logprobs,
 )
-from rewardcond.kl.stage import run_best_of_n_kl, run_kl, summarize_kl
+from rewardcond.kl.stage import run_best_of_n_kl, run_kl
+from rewardcond.kl.summary import summarize_kl
 from rewardcond.methods import get_method
 from rewardcond.methods.tokens import GOOD
 from rewardcond.modeling import RewardConditionedLM

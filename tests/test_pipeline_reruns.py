@@ -5,6 +5,7 @@ finished; CI runs the demo first and passes its folder as REWARDCOND_FINISHED_DE
 edits a fresh copy of it and asks Snakemake what a dry run would do.
 """
 
+import html
 import os
 import re
 import shutil
@@ -76,6 +77,7 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         "generate_summaries": 1,
         "merge_generations": 1,
         "evaluate": 1,
+        "kl": 1,
         "publish": 1,
         "all": 1,
     }
@@ -83,7 +85,13 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         (demo / "src/rewardcond/methods/dpo.py").read_text().removesuffix("\n# an edit\n")
     )
     edit(demo / "src/rewardcond/methods/bon.py")  # bon4 and bon16 are one family, one module
-    assert jobs_to_run(demo) == {"generate_best_of_n": 2, "evaluate": 2, "publish": 1, "all": 1}
+    assert jobs_to_run(demo) == {
+        "generate_best_of_n": 2,
+        "evaluate": 2,
+        "kl_best_of_n": 2,
+        "publish": 1,
+        "all": 1,
+    }
 
 
 def test_shard_outputs_are_deleted_once_merged(demo):
@@ -105,16 +113,33 @@ def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tm
     # weight_decay: a `train` key that no method overrides, so every trained method retrains.
     override.write_text("train:\n  weight_decay: 0.01\n")
     jobs = jobs_to_run(demo, override)
-    # Best-of-N samples from the retrained sft model, so it generates again too.
+    # Best-of-N samples from the retrained sft model, so it generates again too; every KL from
+    # sft is measured again.
     assert set(jobs) == {
         "train",
         "generate_summaries",
         "merge_generations",
         "generate_best_of_n",
         "evaluate",
+        "kl",
+        "kl_best_of_n",
         "publish",
         "all",
     }
-    assert jobs["train"] == jobs["merge_generations"]
+    assert jobs["train"] == jobs["merge_generations"] == jobs["kl"]
     assert jobs["evaluate"] == jobs["merge_generations"] + jobs["generate_best_of_n"]
-    assert jobs["evaluate"] == n_methods(demo)
+    assert jobs["evaluate"] == n_methods(demo) == jobs["kl"] + jobs["kl_best_of_n"]
+
+
+def test_the_html_report_holds_the_verdict_and_the_reward_model_accuracy(demo):
+    # README's command for the demo, as written there; no --cores needed.
+    command = [sys.executable, "-m", "snakemake", "--report", "report.html"]
+    command += ["--configfile", "workflow/config/demo.yaml"]
+    subprocess.run(command, cwd=demo, capture_output=True, text=True, check=True)
+    # The captions are HTML (docutils escapes "@" and the like): compare unescaped text.
+    page = html.unescape((demo / "report.html").read_text(encoding="utf-8"))
+    report = (demo / "results/demo/REPORT.md").read_text(encoding="utf-8")
+    verdict = report.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    for line in verdict.splitlines():
+        assert line in page, line
+    assert '"name": "accuracy.csv"' in page and "Accuracy of the reward model" in page

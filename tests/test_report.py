@@ -6,10 +6,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from evaluation_world import POST_IDS, SAMPLES, TARGETS, make_world, write_targets
+from evaluation_world import (
+    POST_IDS,
+    SAMPLES,
+    TARGETS,
+    make_kl,
+    make_world,
+    write_targets,
+)
 
 from rewardcond.artifacts import write_parquet
 from rewardcond.evaluation.summary import best_targets, combine
+from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.render import PLOTS, TABLES, build_tables, publish
 from rewardcond.report.verdict import NO_GOLD, verdict_lines
 from rewardcond.stats import MIN_PROMPTS, BootstrapSettings, spearman
@@ -44,6 +52,11 @@ SUMMARY_COLUMNS = [
     "winrate_gold_ci_high",
     "generated_tokens_per_prompt",
     "n_candidates",
+    "kl_sft",
+    "kl_sft_ci_low",
+    "kl_sft_ci_high",
+    "kl_sft_analytic",
+    "kl_estimator",
 ]
 CORRELATION_COLUMNS = [
     "method",
@@ -79,17 +92,46 @@ WINRATE_COLUMNS = [
     "winrate_gold",
     "winrate_gold_ci_low",
     "winrate_gold_ci_high",
+    "kl_sft",
+    "kl_sft_ci_low",
+    "kl_sft_ci_high",
+    "kl_sft_analytic",
+    "kl_estimator",
     "train_seconds",
     "generated_tokens_per_prompt",
     "n_candidates",
 ]
 
 
+def kl_summary(frames, settings=SETTINGS):
+    """`summarize_kl` of `make_kl`'s rows for these evaluated frames."""
+    return summarize_kl(
+        pd.concat(make_kl(frames), ignore_index=True),
+        n_resamples=settings.n_resamples,
+        level=settings.level,
+        seed=settings.seed,
+    )
+
+
+def write_kl(directory, frames):
+    """`make_kl`'s rows as the `kl` rules' files under `directory`; returns their paths."""
+    paths = []
+    for table in make_kl(frames):
+        paths.append(directory / "kl" / f"{table['method'].iloc[0]}.parquet")
+        write_parquet(paths[-1], table)
+    return paths
+
+
 def tables_for(main_method="scalar", **world):
     frames, references = make_world(**world)
     frame = combine(frames, references, TARGETS)
     return build_tables(
-        frame, TARGETS, SETTINGS, train_seconds={"scalar": 60.0}, main_method=main_method
+        frame,
+        TARGETS,
+        SETTINGS,
+        kl=kl_summary(frames),
+        train_seconds={"scalar": 60.0},
+        main_method=main_method,
     )
 
 
@@ -162,18 +204,23 @@ def test_verdict_follows_the_numbers():
     lines = verdict_lines(tables_for(text_gold=0.4), 0.95, "scalar")
     gold_line = next(line for line in lines if line.startswith("Highest gold reward"))
     assert gold_line.startswith("Highest gold reward: **scalar @ q50** with 0.50")
-    assert "significant" in gold_line
+    # Short: the significant differences with their intervals, the ties by name only.
+    assert re.fullmatch(
+        r"Highest gold reward: \*\*scalar @ q50\*\* with 0\.507 \[95% CI 0\.\d+, 0\.\d+\]; "
+        r"beats text @ q50 \(\+0\.10\d \[0\.\d+, 0\.\d+\]\), "
+        r"sft \(\+0\.1\d\d \[0\.\d+, 0\.\d+\]\)\.",
+        gold_line,
+    )
     changed = verdict_lines(tables_for(text_gold=0.8), 0.95, "scalar")
     gold_line = next(line for line in changed if line.startswith("Highest gold reward"))
     assert gold_line.startswith("Highest gold reward: **text @ q50** with 0.80")
-    assert re.search(r"text @ q50 minus scalar @ q50 = \+0\.(29|30|31)\d", gold_line)
-    assert ", significant (paired bootstrap over 8 prompts)" in gold_line
+    assert re.search(r"beats scalar @ q50 \(\+0\.(29|30|31)\d \[0\.\d+, 0\.\d+\]\)", gold_line)
     main = next(line for line in changed if line.startswith("scalar on gold reward"))
     assert "loses to text" in main and "beats sft" in main
     calibration = next(line for line in lines if line.startswith("Best calibration"))
     assert calibration.startswith("Best calibration (pooled Spearman(target, achieved), in-range")
     assert "**scalar** with 0.8" in calibration
-    assert "scalar minus text = +0." in calibration
+    assert "beats text (+0." in calibration
 
 
 @pytest.mark.parametrize(
@@ -214,6 +261,7 @@ def publish_world(tmp_path, *, with_gold=True, setup=None):
         evaluated=paths,
         references=tmp_path / "evaluated" / "references.parquet",
         targets=tmp_path / "targets.json",
+        kl=write_kl(tmp_path, frames),
         results=tmp_path / "results",
         benchmarks=tmp_path / "benchmarks",
         setup=setup,
@@ -278,6 +326,7 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
         evaluated=paths,
         references=tmp_path / "evaluated" / "references.parquet",
         targets=tmp_path / "targets.json",
+        kl=write_kl(tmp_path, frames),
         results=results,
         benchmarks=benchmarks,
         data_files={"eval prompts": tmp_path / "eval_prompts.parquet"},
@@ -343,6 +392,7 @@ def test_publish_rejects_an_unknown_main_method(tmp_path):
             evaluated=[tmp_path / "scalar.parquet"],
             references=tmp_path / "references.parquet",
             targets=tmp_path / "targets.json",
+            kl=write_kl(tmp_path, frames),
             results=tmp_path / "results",
             main_method="dpo",
         )
@@ -468,6 +518,7 @@ def test_report_shows_the_undefined_figure_as_nan_with_its_reason(tmp_path):
         evaluated=paths,
         references=tmp_path / "references.parquet",
         targets=tmp_path / "targets.json",
+        kl=write_kl(tmp_path, frames),
         results=tmp_path / "results",
         n_resamples=100,
         seed=3,
@@ -502,9 +553,16 @@ INTERVALS = {
 
 
 def test_the_tables_have_intervals_at_the_configured_level(tmp_path):
-    frame = combine(*make_world(), TARGETS)
+    frames, references = make_world()
+    frame = combine(frames, references, TARGETS)
     tables = {
-        level: build_tables(frame, TARGETS, BootstrapSettings(200, level, 3), main_method="scalar")
+        level: build_tables(
+            frame,
+            TARGETS,
+            BootstrapSettings(200, level, 3),
+            kl=kl_summary(frames, BootstrapSettings(200, level, 3)),
+            main_method="scalar",
+        )
         for level in (0.5, 0.95)
     }
     for name, prefixes in INTERVALS.items():
@@ -529,6 +587,7 @@ def test_the_tables_have_intervals_at_the_configured_level(tmp_path):
         evaluated=paths,
         references=tmp_path / "references.parquet",
         targets=tmp_path / "targets.json",
+        kl=write_kl(tmp_path, frames),
         results=tmp_path / "results",
         benchmarks=tmp_path / "benchmarks",
         n_resamples=200,

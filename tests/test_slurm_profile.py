@@ -249,7 +249,7 @@ def test_account_and_partition_from_a_global_profile_are_kept(tmp_path):
         "default-resources:\n  slurm_account: acct_global\n  slurm_partition: part_global\n"
     )
     jobs = batch_jobs(dry_run_jobs("--profile", str(tmp_path / "mine")))
-    assert len(jobs) == 80
+    assert len(jobs) == 88
     for job in jobs:
         assert job["resources"]["slurm_account"] == "acct_global", job["rule"]
         assert job["resources"]["slurm_partition"] == "part_global", job["rule"]
@@ -423,11 +423,11 @@ def test_readme_command_submits_every_batch_job_once_with_its_flags(submission):
     targets = [call["target"] for call in sbatch]
     assert len(targets) == len(set(targets)) == len(batch)
     # prepare, eval_prompts, targets, reward_model_accuracy, score_references, publish; 16 score
-    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8 evaluate;
-    # train_reward_model (the proxy is trained here); 8 judge, judge_references, judge_agreement,
-    # examples (issue 17)
-    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + len(METHODS) + 1 + len(METHODS) + 3
-    assert len(batch) == 80
+    # shards; per trained method a trainset, a train and 4 generate shards; 2 best-of-N; 8
+    # evaluate; 8 KL from sft (kl, kl_best_of_n: publish reads them); train_reward_model (the
+    # proxy is trained here); 8 judge, judge_references, judge_agreement, examples (issue 17)
+    assert len(batch) == 6 + 16 + len(TRAINED) * 6 + 2 + 2 * len(METHODS) + 1 + len(METHODS) + 3
+    assert len(batch) == 88
     assert {target.partition(":")[0] for target in targets} == {job["rule"] for job in batch}
     assert not any(call.startswith("srun") for call in calls)  # nothing runs on the login node
     for call in sbatch:

@@ -346,7 +346,14 @@ def generate_settings():
 
 
 # --- evaluate/publish ---
-PUBLISHED_TABLES = ("summary", "correlation", "winrate", "comparisons")
+PUBLISHED_TABLES = (
+    "summary",
+    "correlation",
+    "winrate",
+    "comparisons",
+    "matched_kl",
+    "overoptimisation",
+)
 
 
 def gold_reward_file():

@@ -70,6 +70,7 @@ rule publish:
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
+        kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=METHODS),
         library=library("publish.py"),
     output:
         summary=report(
@@ -92,6 +93,18 @@ rule publish:
             category="Tables",
         ),
         comparisons_md=f"{RESULTS}/tables/comparisons.md",
+        matched_kl=report(
+            f"{RESULTS}/tables/matched_kl.csv",
+            caption="../report/matched_kl.rst",
+            category="Tables",
+        ),
+        matched_kl_md=f"{RESULTS}/tables/matched_kl.md",
+        overoptimisation_table=report(
+            f"{RESULTS}/tables/overoptimisation.csv",
+            caption="../report/overoptimisation_table.rst",
+            category="Tables",
+        ),
+        overoptimisation_md=f"{RESULTS}/tables/overoptimisation.md",
         calibration=report(
             f"{RESULTS}/plots/calibration.png",
             caption="../report/calibration.rst",
@@ -112,7 +125,14 @@ rule publish:
             caption="../report/winrate_plot.rst",
             category="Plots",
         ),
-        report_md=f"{RESULTS}/REPORT.md",
+        frontier=report(
+            f"{RESULTS}/plots/frontier.png",
+            caption="../report/frontier.rst",
+            category="Plots",
+        ),
+        report_md=report(
+            f"{RESULTS}/REPORT.md", caption="../report/report_md.rst", category="Report"
+        ),
     params:
         benchmarks="benchmarks",
         n_resamples=lookup(dpath="evaluate/bootstrap_samples", within=config),

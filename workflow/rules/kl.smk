@@ -1,7 +1,7 @@
 # KL(pi || pi_sft) of every method and condition on the eval prompts (issue 16 section 2), in
 # nats per sequence: how far each policy moved from the sft model it started from. Monte Carlo
 # over the policy's own samples for a method with a model; best-of-N's analytic bound and its
-# estimate from the sft log-probabilities of its kept summaries. Not yet in the tables.
+# estimate from the sft log-probabilities of its kept summaries. `publish` puts them in the tables.
 
 
 rule kl:

@@ -102,7 +102,11 @@ rule reward_model_accuracy:
         data_report=f"data/prepared/{SOURCE}/report.json",
         library=library("reward_model_accuracy.py"),
     output:
-        csv=f"{RESULTS}/reward_model/accuracy.csv",
+        csv=report(
+            f"{RESULTS}/reward_model/accuracy.csv",
+            caption="../report/accuracy.rst",
+            category="Reward model",
+        ),
         md=f"{RESULTS}/reward_model/accuracy.md",
     params:
         samples=lookup(dpath="reward_model/bootstrap_samples", within=config),

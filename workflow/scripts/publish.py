@@ -1,4 +1,4 @@
-"""Rule publish: tables, plots and REPORT.md from every method's evaluated generations."""
+"""Rule publish: tables, plots and REPORT.md from every method's evaluated generations and KL."""
 
 from pathlib import Path
 
@@ -10,6 +10,7 @@ publish(
     evaluated=snakemake.input.evaluated,
     references=snakemake.input.references,
     targets=snakemake.input.targets,
+    kl=snakemake.input.kl,
     results=Path(snakemake.output.report_md).parent,  # results/<run>/
     benchmarks=snakemake.params.benchmarks,
     data_files={

@@ -166,7 +166,8 @@ def best_targets(summary: pd.DataFrame) -> dict[str, str]:
 def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per method at its headline target (`best_targets`): win rates against the
     reference summary under the reward model and under gold with their intervals, the means
-    they go with, and the cost columns (training seconds, generated tokens per prompt, N)."""
+    they go with, the KL from sft (`kl_*` columns, where the summary has them) and the cost
+    columns (training seconds, generated tokens per prompt, N)."""
     chosen = best_targets(summary)
     rows = pd.concat(
         [
@@ -194,6 +195,8 @@ def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = No
             "winrate_gold_ci_high",
         ]
     ].copy()
+    kl = [column for column in rows.columns if column.startswith("kl_")]
+    table[kl] = rows[kl]  # the KL columns of `frontier.attach_kl`, when the summary has them
     seconds = train_seconds or {}
     table["train_seconds"] = [seconds.get(method, float("nan")) for method in table["method"]]
     table["generated_tokens_per_prompt"] = rows["generated_tokens_per_prompt"]

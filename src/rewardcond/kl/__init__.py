@@ -15,8 +15,8 @@ method and condition on the evaluation prompts:
 - `estimators.exact_sequence_kl`: the exact KL by enumerating every sequence, for tiny
   vocabularies (tests).
 - `stage.run_kl`, `run_best_of_n_kl`: the stage (rule `kl`): a parquet of per-prompt KL per
-  condition; `summarize_kl` gives the mean and a bootstrap interval over prompts per method and
-  condition.
+  condition; `summary.summarize_kl` (light: numpy and pandas, for `publish`) gives the mean and a
+  bootstrap interval over prompts per method and condition.
 
 How each method sees its prompt is how it generates (`rewardcond.summaries.generate_method`): the
 same rendered (truncated) prompt, after the condition's prefix for `tokens` (`<|good|>`) and

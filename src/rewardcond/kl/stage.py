@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
 import numpy as np
@@ -28,7 +27,6 @@ from rewardcond.kl.estimators import (
 from rewardcond.kl.logprobs import BEST_OF_N_ESTIMATE, KL_COLUMNS, MONTE_CARLO, completion_logprobs
 from rewardcond.methods import get_method
 from rewardcond.modeling import RewardConditionedLM
-from rewardcond.stats import bootstrap_ci
 from rewardcond.summaries import GenerateSettings, render_prompts
 
 log = logging.getLogger(__name__)
@@ -225,51 +223,16 @@ def _write(frames, output_path, name) -> pd.DataFrame:
         }
     )
     write_parquet(output_path, table)
-    for row in summarize_kl(table).itertuples(index=False):
+    # The mean only: the interval over prompts is `rewardcond.kl.summary.summarize_kl`'s, in
+    # `publish` (kept out of this stage so that editing the statistics reruns no sampling).
+    grouped = table.groupby("target_name", sort=False)
+    for condition, mean in grouped["kl"].mean().items():
         log.info(
-            "%s %s: KL %.4f [%.4f, %.4f] nats over %d prompts (bound %s)",
+            "%s %s: KL %.4f nats (mean over %d prompts; bound %s)",
             name,
-            row.target_name,
-            row.kl,
-            row.kl_low,
-            row.kl_high,
-            row.n_prompts,
-            row.kl_bound,
+            condition,
+            mean,
+            grouped.size()[condition],
+            table.loc[table["target_name"] == condition, "kl_bound"].iloc[0],
         )
     return table
-
-
-def summarize_kl(
-    table: pd.DataFrame, *, n_resamples: int = 1000, level: float = 0.95, seed: int = 0
-) -> pd.DataFrame:
-    """Mean per-prompt KL per method and condition, with a percentile bootstrap interval over
-    prompts (`rewardcond.evaluation.bootstrap_ci`), in nats per sequence.
-
-    Returns columns method, target_name, target_reward, estimator, kl, kl_low, kl_high,
-    kl_bound, n_prompts, n_unsupported. A condition with an infinite per-prompt KL (a sample sft
-    cannot emit) has kl = inf and no interval (NaN), rather than one that leaves it out.
-    """
-
-    rows = []
-    for (method, name), group in table.groupby(["method", "target_name"], sort=False):
-        values = group["kl"].to_numpy(dtype=np.float64)
-        if np.isfinite(values).all():
-            mean = float(values.mean())
-            low, high = bootstrap_ci(values, n_resamples=n_resamples, level=level, seed=seed)
-        else:
-            mean, low, high = math.inf, math.nan, math.nan
-        rows.append(
-            {
-                "method": method,
-                "target_name": name,
-                "target_reward": float(group["target_reward"].iloc[0]),
-                "estimator": group["estimator"].iloc[0],
-                "kl": mean,
-                "kl_low": low,
-                "kl_high": high,
-                "kl_bound": float(group["kl_bound"].iloc[0]),
-                "n_prompts": len(group),
-                "n_unsupported": int(group["n_unsupported"].sum()),
-            }
-        )
-    return pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-"""The figures of a run: calibration, reward distribution per target, gold vs proxy, win rates."""
+"""The figures of a run: calibration, reward distribution per target, gold vs proxy, win rates,
+reward against KL from sft (the frontier)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from rewardcond.artifacts import atomic_path
+from rewardcond.evaluation.frontier import frontier_points
 from rewardcond.evaluation.targets import Target
 from rewardcond.report.verdict import method_label
 from rewardcond.tables import NO_TARGET
@@ -67,71 +69,197 @@ def plot_calibration(summary: pd.DataFrame, reference_reward: float, path) -> No
         mean = rows["achieved_reward_mean"].iloc[0]
         axis.axhline(mean, linestyle=":", color=colors[method], label=method)
     axis.axhline(reference_reward, color="grey", linestyle="--", label="reference summaries")
-    lows = np.nanmin([summary["achieved_reward_mean"].min(), conditioned["target_reward"].min()])
-    highs = np.nanmax([summary["achieved_reward_mean"].max(), conditioned["target_reward"].max()])
-    axis.plot([lows, highs], [lows, highs], color="black", linewidth=1, label="y = x")
+    # y = x is drawn across the targets, but the y axis is fitted to the achieved rewards (their
+    # intervals, the baselines and the references): targets far above anything achieved would
+    # otherwise squeeze every mean into a sliver.
+    y_values = np.concatenate(
+        [
+            summary[["achieved_reward_ci_low", "achieved_reward_ci_high"]].to_numpy(float).ravel(),
+            [reference_reward],
+        ]
+    )
+    y_low, y_high = np.nanmin(y_values), np.nanmax(y_values)
+    margin = 0.05 * (y_high - y_low) or 0.5
+    x_low, x_high = conditioned["target_reward"].min(), conditioned["target_reward"].max()
+    if np.isfinite([x_low, x_high]).all():
+        axis.plot([x_low, x_high], [x_low, x_high], color="black", linewidth=1, label="y = x")
+    axis.set_ylim(y_low - margin, y_high + margin)
     axis.set(xlabel="target reward (raw RM units)", ylabel="achieved reward (RM), mean")
-    axis.set_title("Calibration (hollow: targets outside the training range)")
+    axis.set_title(
+        "Calibration (hollow: targets outside the training range;\n"
+        "y axis fitted to the achieved rewards, y = x clipped)"
+    )
     axis.legend(fontsize="small")
     _save(figure, path)
 
 
 def plot_reward_distribution(frame: pd.DataFrame, targets: Sequence[Target], path) -> None:
-    """Box plots of achieved reward at each target, one panel per method."""
+    """Box plots of achieved reward at each target, one panel per conditioned method and one
+    panel for every baseline (one box each), on one y scale."""
     plt = _pyplot()
-    methods = list(frame["method"].unique())
-    figure, axes = plt.subplots(
-        1, len(methods), figsize=(3.2 * len(methods), 4), sharey=True, squeeze=False
-    )
-    order = [target.name for target in targets] + [NO_TARGET]
-    for axis, method in zip(axes[0], methods, strict=True):
-        rows = frame[frame["method"] == method]
-        names = [name for name in order if name in set(rows["target_name"])]
-        axis.boxplot(
-            [rows.loc[rows["target_name"] == name, "reward"] for name in names],
-            tick_labels=names,
+    order = [target.name for target in targets]
+    conditioned = [
+        m
+        for m in frame["method"].unique()
+        if (frame["method"] == m).any()
+        and (frame.loc[frame["method"] == m, "target_name"] != NO_TARGET).all()
+    ]
+    baselines = [m for m in frame["method"].unique() if m not in conditioned]
+    panels = [
+        (
+            m,
+            [
+                (n, frame[(frame["method"] == m) & (frame["target_name"] == n)]["reward"])
+                for n in order
+                if n in set(frame.loc[frame["method"] == m, "target_name"])
+            ],
         )
-        axis.set_title(method)
+        for m in conditioned
+    ]
+    if baselines:
+        boxes = [(m, frame.loc[frame["method"] == m, "reward"]) for m in baselines]
+        panels.append(("baselines (no target)", boxes))
+    widths = [max(2.5, 0.45 * len(boxes) + 1) for _, boxes in panels]
+    figure, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(sum(widths), 4),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
+    for axis, (title, boxes) in zip(axes[0], panels, strict=True):
+        axis.boxplot([values.dropna() for _, values in boxes], tick_labels=[n for n, _ in boxes])
+        axis.set_title(title)
         axis.tick_params(axis="x", rotation=60)
-    axes[0][0].set_ylabel("achieved reward (RM)")
+    axes[0][0].set_ylabel("achieved reward (RM, raw units)")
     _save(figure, path)
 
 
-def plot_overoptimisation(summary: pd.DataFrame, path) -> None:
-    """Gold vs proxy (RM) reward at each target: a proxy that rises while gold falls is
-    over-optimisation. Without a gold function the figure says so."""
+def _scale(values: pd.Series) -> tuple[float, str]:
+    """The spread that standardises a reward: its standard deviation over every evaluated
+    summary of the run (all methods and targets), with its description. Not the reference
+    summaries': their gold sits near its ceiling (sd 0.11 on the demo, against 1.9 for the RM),
+    which would stretch gold tenfold."""
+    spread = float(np.nanstd(values.to_numpy(float)))
+    return (spread if spread > 0 else 1.0), f"{spread:.3g} (its sd over all evaluated summaries)"
+
+
+def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references, path) -> None:
+    """Gold against proxy for every method x condition on one scale: each reward minus the
+    reference summaries' mean, divided by its spread over the run's summaries (`_scale`), so
+    that one unit means the same on both axes. Below the diagonal gold confirms less than the
+    proxy claims; right of sft and below it (shaded) is over-optimisation. Bars: each point's own
+    interval (not paired). Without a gold function the figure says so."""
     plt = _pyplot()
-    conditioned = summary[summary["target_name"] != NO_TARGET]
-    methods = list(conditioned["method"].unique())
-    if conditioned["gold_reward_mean"].isna().all() or not methods:
+    if summary["gold_reward_mean"].isna().all():
         figure, axis = plt.subplots(figsize=(6, 2))
         axis.axis("off")
         axis.text(0.5, 0.5, "No gold reward in this world (real data).", ha="center")
         _save(figure, path)
         return
-    figure, axes = plt.subplots(1, len(methods), figsize=(4 * len(methods), 4), squeeze=False)
-    for axis, method in zip(axes[0], methods, strict=True):
-        rows = conditioned[conditioned["method"] == method].sort_values("target_reward")
+    rm_scale, rm_text = _scale(frame["reward"])
+    gold_scale, gold_text = _scale(frame["gold"])
+
+    def standard(rows, prefix, column, mean, scale):
+        values = (rows[column].to_numpy(float) - mean) / scale
+        error = _error(rows, prefix) / scale
+        return values, error
+
+    figure, axis = plt.subplots(figsize=(7, 6))
+    rm_mean, gold_mean = references["reward"].mean(), references["gold"].mean()
+    for method, rows in summary.groupby("method", sort=False):
+        rows = rows.sort_values("target_reward")
+        x, x_error = standard(rows, "achieved_reward", "achieved_reward_mean", rm_mean, rm_scale)
+        y, y_error = standard(rows, "gold_reward", "gold_reward_mean", gold_mean, gold_scale)
         axis.errorbar(
-            rows["target_reward"],
-            rows["achieved_reward_mean"],
-            yerr=_error(rows, "achieved_reward"),
+            x,
+            y,
+            xerr=x_error,
+            yerr=y_error,
             marker="o",
-            capsize=3,
-            color="tab:blue",
+            capsize=2,
+            label=method,
+            linestyle="-" if len(rows) > 1 else "none",
         )
-        axis.set_ylabel("proxy: reward-model score", color="tab:blue")
-        gold_axis = axis.twinx()
-        gold_axis.errorbar(
-            rows["target_reward"],
-            rows["gold_reward_mean"],
-            yerr=_error(rows, "gold_reward"),
-            marker="s",
-            capsize=3,
-            color="tab:red",
+    low = min(axis.get_xlim()[0], axis.get_ylim()[0])
+    high = max(axis.get_xlim()[1], axis.get_ylim()[1])
+    axis.plot([low, high], [low, high], color="black", linewidth=1, label="y = x")
+    sft = summary[summary["method"] == "sft"]
+    if len(sft):
+        x0 = (sft["achieved_reward_mean"].iloc[0] - rm_mean) / rm_scale
+        y0 = (sft["gold_reward_mean"].iloc[0] - gold_mean) / gold_scale
+        axis.axvline(x0, color="grey", linestyle=":", linewidth=1)
+        axis.axhline(y0, color="grey", linestyle=":", linewidth=1)
+        axis.fill_between(
+            [x0, high], low, y0, color="tab:red", alpha=0.08, label="proxy above sft, gold below"
         )
-        gold_axis.set_ylabel("gold reward", color="tab:red")
-        axis.set(title=method, xlabel="target reward (raw RM units)")
+    axis.set_xlim(low, high)
+    axis.set_ylim(low, high)
+    axis.set_aspect("equal")
+    axis.set(
+        xlabel=f"proxy: (RM reward - references' mean) / {rm_text}",
+        ylabel=f"gold: (gold reward - references' mean)\n/ {gold_text}",
+        title="Gold against proxy, every method x target, one scale",
+    )
+    axis.legend(fontsize="small")
+    _save(figure, path)
+
+
+def plot_frontier(summary: pd.DataFrame, path) -> None:
+    """Reward against sqrt(KL from sft) (Gao et al. 2022): one panel for gold (where the world
+    has one) and one for the proxy (RM), in raw units each; a curve per conditioned method
+    across its targets (in target order, each point named), best-of-N across N (from sft at
+    N = 1), a point per other method; bars are the intervals (KL's as sqrt of its interval,
+    clipped at 0). Points with an infinite or missing KL are listed in the title, not drawn."""
+    plt = _pyplot()
+    panels = [("achieved_reward", "proxy: reward-model reward (raw RM units)")]
+    if summary["gold_reward_mean"].notna().any():
+        panels.insert(0, ("gold_reward", "gold reward (the world's units)"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
+    hidden = []
+    for label, rows in frontier_points(summary):
+        finite = rows[np.isfinite(rows["kl_sft"].to_numpy(float))]
+        hidden += [
+            method_label(row.method, row.target_name)
+            for row in rows.itertuples(index=False)
+            if not np.isfinite(row.kl_sft)
+        ]
+        if finite.empty:
+            continue
+        kl = finite["kl_sft"].clip(lower=0).to_numpy(float)
+        x = np.sqrt(kl)
+        x_low = np.sqrt(finite["kl_sft_ci_low"].fillna(finite["kl_sft"]).clip(lower=0))
+        x_high = np.sqrt(finite["kl_sft_ci_high"].fillna(finite["kl_sft"]).clip(lower=0))
+        x_error = np.vstack([x - x_low, x_high - x])
+        style = {"marker": "o"}
+        if label == "sft":  # the origin, under best-of-N's first point: drawn on top
+            style = {"marker": "*", "markersize": 14, "zorder": 4}
+        for axis, (prefix, _) in zip(axes[0], panels, strict=True):
+            axis.errorbar(
+                x,
+                finite[f"{prefix}_mean"],
+                xerr=x_error,
+                yerr=_error(finite, prefix),
+                capsize=2,
+                label=label,
+                linestyle="-" if len(finite) > 1 else "none",
+                **style,
+            )
+            if label != "best-of-N" and len(finite) > 1:  # a conditioned method: name its targets
+                for xi, yi, name in zip(
+                    x, finite[f"{prefix}_mean"], finite["target_name"], strict=True
+                ):
+                    axis.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3),
+                                  textcoords="offset points")  # fmt: skip
+    for axis, (_, ylabel) in zip(axes[0], panels, strict=True):
+        axis.set(xlabel="sqrt(KL(pi || pi_sft)), sqrt(nats per sequence)", ylabel=ylabel)
+        axis.legend(fontsize="small")
+    title = "Reward against distance from sft (KL of the temperature-1 sampling policy)"
+    hidden = sorted(set(hidden))
+    if hidden:
+        title += "\nnot drawn (KL infinite or missing): " + ", ".join(hidden)
+    figure.suptitle(title)
     figure.tight_layout()
     _save(figure, path)
 

@@ -4,33 +4,48 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
 from rewardcond.artifacts import write_table, write_text
 from rewardcond.evaluation.comparisons import compare_methods, correlations
-from rewardcond.evaluation.summary import combine, read_benchmark_seconds, summarize, win_rates
+from rewardcond.evaluation.frontier import attach_kl, matched_kl, overoptimisation
+from rewardcond.evaluation.summary import combine, summarize, win_rates
 from rewardcond.evaluation.targets import Target, load_targets
+from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.plots import (
     plot_calibration,
+    plot_frontier,
     plot_overoptimisation,
     plot_reward_distribution,
     plot_winrate,
+)
+from rewardcond.report.sections import (
+    KL_NOTE,
+    calibration_table,
+    frontier_section,
+    markdown,
+    summary_table,
+    wins_table,
+)
+from rewardcond.report.setup import (
+    data_sizes,
+    hardware,
+    models_line,
+    stage_times,
+    training_seconds,
 )
 from rewardcond.report.verdict import fmt, has_gold, verdict_lines
 from rewardcond.stats import MIN_PROMPTS, BootstrapSettings
 
 log = logging.getLogger(__name__)
 
-REWARD_MODEL_NOTE = "the run's trained reward model (`reward_model/model/manifest.json`)"
-TABLES = ("summary", "correlation", "winrate", "comparisons")
+TABLES = ("summary", "correlation", "winrate", "comparisons", "matched_kl", "overoptimisation")
 #: The figures under `plots/`, `<name>.png` each.
-PLOTS = ("calibration", "reward_distribution", "overoptimisation", "winrate")
+PLOTS = ("calibration", "reward_distribution", "overoptimisation", "winrate", "frontier")
 ANCHORS = """\
 Figures from other setups, for orientation only; none of them was measured on this run's data,
 models or reward model.
@@ -56,111 +71,28 @@ def build_tables(
     targets: Sequence[Target],
     settings: BootstrapSettings,
     *,
+    kl: pd.DataFrame | None = None,
     train_seconds: Mapping[str, float] | None = None,
     main_method: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """summary, correlation, winrate and comparisons tables from `combine`'s frame."""
+    """summary, correlation, winrate and comparisons tables from `combine`'s frame; with `kl`
+    (`rewardcond.kl.summary.summarize_kl`'s frame, one row per method and condition) also the
+    KL columns of summary and winrate (`frontier.attach_kl`), `matched_kl` (`main_method` vs
+    `rloo` at matched KL) and `overoptimisation` (every method x condition against sft)."""
     summary = summarize(frame, targets, settings)
+    if kl is not None:
+        summary = attach_kl(summary, kl)
     correlation = correlations(frame, settings)
-    return {
+    tables = {
         "summary": summary,
         "correlation": correlation,
         "winrate": win_rates(summary, dict(train_seconds or {})),
         "comparisons": compare_methods(frame, summary, correlation, settings, main_method),
     }
-
-
-def training_seconds(benchmarks: str | os.PathLike, methods: Sequence[str]) -> dict[str, float]:
-    """Training seconds per method from `benchmarks/train/{method}.tsv`, where present."""
-    seconds = {}
-    for method in methods:
-        path = Path(benchmarks) / "train" / f"{method}.tsv"
-        if path.exists():
-            seconds[method] = read_benchmark_seconds(path)
-    return seconds
-
-
-def stage_times(benchmarks: str | os.PathLike) -> pd.DataFrame:
-    """Every Snakemake benchmark file under `benchmarks/`: rule, job, seconds, max RSS (MB)."""
-    records = []
-    root = Path(benchmarks)
-    for path in sorted(root.glob("**/*.tsv")):
-        table = pd.read_csv(path, sep="\t")
-        relative = path.relative_to(root).with_suffix("")
-        records.append(
-            {
-                "rule": relative.parts[0],
-                "job": "/".join(relative.parts[1:]) or relative.parts[0],
-                "seconds": float(table["s"].mean()) if "s" in table else float("nan"),
-                "max_rss_mb": float(table["max_rss"].mean()) if "max_rss" in table else np.nan,
-            }
-        )
-    return pd.DataFrame.from_records(records, columns=["rule", "job", "seconds", "max_rss_mb"])
-
-
-def data_sizes(files: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
-    """Rows of each named Parquet file, split by its `split` column where it has one."""
-    records = []
-    for name, path in files.items():
-        frame = pd.read_parquet(path)
-        record = {"data": name, "rows": len(frame)}
-        if "split" in frame.columns:
-            counts = frame["split"].fillna("(none)").value_counts().sort_index()
-            record["by_split"] = ", ".join(f"{split}: {count}" for split, count in counts.items())
-        else:
-            record["by_split"] = ""
-        records.append(record)
-    return pd.DataFrame.from_records(records, columns=["data", "rows", "by_split"])
-
-
-def _with_ci(table: pd.DataFrame, column: str, prefix: str) -> pd.Series:
-    return pd.Series(
-        [
-            "" if pd.isna(mean) else f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-            for mean, low, high in zip(
-                table[column], table[f"{prefix}_ci_low"], table[f"{prefix}_ci_high"], strict=True
-            )
-        ],
-        index=table.index,
-    )
-
-
-def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".3f") if len(frame) else "(empty)"
-
-
-def models_line(setup: Mapping) -> str:
-    """The `base_models:` of the configuration in one line: each name with its scalar settings
-    (hub id, revision, sizes); the full specs are in the resolved configuration."""
-    base_models = setup.get("base_models")
-    if not isinstance(base_models, Mapping) or not base_models:
-        return "see the resolved configuration below"
-    described = []
-    for name, spec in base_models.items():
-        settings = spec.items() if isinstance(spec, Mapping) else []
-        scalars = [f"{key}={value}" for key, value in settings if isinstance(value, str | int)]
-        described.append(f"`{name}` ({', '.join(scalars)})" if scalars else f"`{name}`")
-    return "base models " + "; ".join(described) + f"; reward model: {reward_model_line(setup)}"
-
-
-def reward_model_line(setup: Mapping) -> str:
-    """The reward model the run scored with: the pinned hub model (`reward_model.kind:
-    pretrained`) or the one trained in the run."""
-    section = setup.get("reward_model")
-    if isinstance(section, Mapping) and section.get("kind") == "pretrained":
-        pretrained = section.get("pretrained", {})
-        return f"pretrained `{pretrained.get('hub_id')}` at revision {pretrained.get('revision')}"
-    return REWARD_MODEL_NOTE
-
-
-def hardware() -> str:
-    """The machine that ran the publishing step: CPU count, platform and CUDA device if any."""
-    import torch
-
-    description = f"{platform.platform()}, {os.cpu_count()} CPU cores"
-    if torch.cuda.is_available():
-        description += f", CUDA: {torch.cuda.get_device_name(0)}"
-    return description + f"; torch {torch.__version__}"
+    if kl is not None:
+        tables["matched_kl"] = matched_kl(frame, summary, settings, main_method)
+        tables["overoptimisation"] = overoptimisation(frame, summary, settings)
+    return tables
 
 
 def render_report(
@@ -176,37 +108,25 @@ def render_report(
 ) -> str:
     """REPORT.md: setup, verdict, tables (compact, with CIs), anchors and the resolved config."""
     summary, winrate = tables["summary"], tables["winrate"]
-    compact = summary[["method", "target_name", "target_reward", "n"]].copy()
-    compact.insert(3, "in range", summary["in_range"].map({True: "yes", False: "no"}).fillna(""))
-    compact["achieved reward"] = _with_ci(summary, "achieved_reward_mean", "achieved_reward")
-    compact["gold reward"] = _with_ci(summary, "gold_reward_mean", "gold_reward")
-    compact[["rouge1", "rouge2", "rougeL", "length", "eos", "distinct2"]] = summary[
-        ["rouge1", "rouge2", "rougeL", "length_mean", "eos_rate", "distinct2"]
-    ]
-    compact["win rate (RM)"] = summary["winrate_rm"]
-    compact["win rate (gold)"] = summary["winrate_gold"]
-    wins = winrate[["method", "target_name", "n"]].copy()
-    wins["win rate (RM)"] = _with_ci(winrate, "winrate_rm", "winrate_rm")
-    wins["win rate (gold)"] = _with_ci(winrate, "winrate_gold", "winrate_gold")
-    wins[["train s", "tokens/prompt", "N"]] = winrate[
-        ["train_seconds", "generated_tokens_per_prompt", "n_candidates"]
-    ]
+    kl = "kl_sft" in summary.columns
+    compact, wins = summary_table(summary, kl), wins_table(winrate, kl)
     per_rule = times.groupby("rule", sort=False)["seconds"].agg(["count", "sum", "max"])
     per_rule = per_rule.reset_index().rename(
         columns={"count": "jobs", "sum": "seconds (total)", "max": "seconds (slowest job)"}
     )
     verdict = "\n".join(f"- {line}" for line in verdict_lines(tables, level, main_method))
-    correlation, gold = tables["correlation"], has_gold(tables)
+    gold = has_gold(tables)
+    calibration = calibration_table(tables["correlation"], gold)
     if not gold:  # real data: no empty gold columns
         compact = compact.drop(columns=["gold reward", "win rate (gold)"])
         wins = wins.drop(columns=["win rate (gold)"])
-        correlation = correlation[[c for c in correlation.columns if "gold" not in c]]
     gold_mean = references["gold"].mean()
     reference_line = (
         f"Reference summaries: mean reward-model score {fmt(references['reward'].mean())}"
     )
     reference_line += "" if pd.isna(gold_mean) else f", mean gold reward {fmt(gold_mean)}"
     data = setup.get("data", {}) if isinstance(setup.get("data"), Mapping) else {}
+    kl_line = f"\n{KL_NOTE}\n" if kl else ""
     return f"""# Report: run `{setup.get("run", "?")}`
 
 Generated by `rewardcond.report.render.publish` from the tables in `tables/`; do not edit by hand.
@@ -225,27 +145,27 @@ Generated by `rewardcond.report.render.publish` from the tables in `tables/`; do
   summary at every target) is undefined: NaN, with the reason in the `note` columns.
 
 ### Data sizes
-{_markdown(sizes)}
+{markdown(sizes)}
 
 ### Time per stage (Snakemake benchmark files)
-{_markdown(per_rule)}
+{markdown(per_rule)}
 
 ## Verdict
 {verdict}
 
 ## Win rates against the reference summary (headline target per method)
 {reference_line}.
-
-{_markdown(wins)}
-
+{kl_line}
+{markdown(wins, missing="")}
+{frontier_section(tables, gold)}
 ## Calibration (in-range targets)
-{_markdown(correlation)}
+{markdown(calibration)}
 
 ## Summary (method x target)
-{_markdown(compact)}
+{markdown(compact)}
 
-Full tables with every column: `tables/summary.csv`, `tables/correlation.csv`,
-`tables/winrate.csv`, `tables/comparisons.csv`. Plots: `plots/`.
+Full tables with every column: {", ".join(f"`tables/{name}.csv`" for name in tables)}.
+Plots: `plots/`.
 
 ## Anchors (other setups)
 {ANCHORS.format(gold=", in the synthetic world also by the gold function" if gold else "")}
@@ -255,8 +175,19 @@ Full tables with every column: `tables/summary.csv`, `tables/correlation.csv`,
 ```
 
 ## Jobs
-{_markdown(times)}
+{markdown(times)}
 """
+
+
+def read_kl(paths: str | os.PathLike | Sequence[str | os.PathLike], settings: BootstrapSettings):
+    """The `kl` rules' files (`kl/<method>.parquet`) summarised per method and condition
+    (`rewardcond.kl.summary.summarize_kl`, at the run's bootstrap settings)."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    table = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    return summarize_kl(
+        table, n_resamples=settings.n_resamples, level=settings.level, seed=settings.seed
+    )
 
 
 def publish(
@@ -264,6 +195,7 @@ def publish(
     evaluated: str | os.PathLike | Sequence[str | os.PathLike],
     references: str | os.PathLike,
     targets: str | os.PathLike,
+    kl: str | os.PathLike | Sequence[str | os.PathLike],
     results: str | os.PathLike,
     benchmarks: str | os.PathLike = "benchmarks",
     data_files: Mapping[str, str | os.PathLike] | None = None,
@@ -273,7 +205,14 @@ def publish(
     seed: int = 0,
     main_method: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Rule `publish`: write `tables/`, `plots/` and `REPORT.md` under `results`."""
+    """Rule `publish`: write `tables/`, `plots/` and `REPORT.md` under `results`.
+
+    `kl`: every method's `kl/<method>.parquet` (rules `kl`, `kl_best_of_n`).
+
+    Raises:
+        ValueError: naming `evaluate.main_method` when it is not among the evaluated methods;
+            naming the (method, target) pairs of the evaluation that have no KL rows.
+    """
     results = Path(results)
     if isinstance(evaluated, (str, os.PathLike)):  # Snakemake hands over one file as a string
         evaluated = [evaluated]
@@ -289,6 +228,7 @@ def publish(
         frame,
         targets_list,
         settings,
+        kl=read_kl(kl, settings),
         train_seconds=training_seconds(benchmarks, methods),
         main_method=main_method,
     )
@@ -297,6 +237,8 @@ def publish(
         "correlation": "Spearman(target, reward) over in-range targets, per conditioned method",
         "winrate": "Win rate against the reference summary, per method at its headline target",
         "comparisons": "Paired bootstrap differences behind the verdict",
+        "matched_kl": "The main method against rloo at matched KL from sft",
+        "overoptimisation": "Every method x condition against sft: RM and gold differences",
     }
     for name in TABLES:
         write_table(
@@ -308,8 +250,9 @@ def publish(
     plots = {name: results / "plots" / f"{name}.png" for name in PLOTS}
     plot_calibration(tables["summary"], reference_frame["reward"].mean(), plots["calibration"])
     plot_reward_distribution(frame, targets_list, plots["reward_distribution"])
-    plot_overoptimisation(tables["summary"], plots["overoptimisation"])
+    plot_overoptimisation(tables["summary"], frame, reference_frame, plots["overoptimisation"])
     plot_winrate(tables["winrate"], plots["winrate"])
+    plot_frontier(tables["summary"], plots["frontier"])
     report = render_report(
         tables,
         setup=setup or {},

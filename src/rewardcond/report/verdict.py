@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from rewardcond.evaluation.comparisons import rankable
+from rewardcond.evaluation.frontier import RLHF_METHOD, onset
 from rewardcond.evaluation.targets import IN_RANGE
 from rewardcond.stats import MIN_PROMPTS
 from rewardcond.tables import NO_TARGET
@@ -44,17 +46,6 @@ def _interval(low: float, high: float, level: float) -> str:
 def method_label(method: str, target_name: str) -> str:
     """`method`, or `method @ target` for a figure at one target reward."""
     return method if target_name in (NO_TARGET, IN_RANGE) else f"{method} @ {target_name}"
-
-
-def _comparison_clause(row: pd.Series, level: float) -> str:
-    verdict = "significant" if row["significant"] else "not significant"
-    method = method_label(row["method"], row["target_name"])
-    other = method_label(row["other"], row["other_target_name"])
-    interval = _interval(row["ci_low"], row["ci_high"], level)
-    return (
-        f"{method} minus {other} = {row['difference']:+.3f} {interval}, "
-        f"{verdict} (paired bootstrap over {row['n_prompts']} prompts)"
-    )
 
 
 def has_gold(tables: Mapping[str, pd.DataFrame]) -> bool:
@@ -125,10 +116,7 @@ def verdict_lines(
         if against.empty:
             line += "; no other method to compare with."
         else:
-            line += "; " + "; ".join(
-                _comparison_clause(row, level) for _, row in against.iterrows()
-            )
-            line += "."
+            line += "; " + _grouped(against) + "."
         if unranked:
             line += f" Not ranked: {unranked}."
         lines.append(line)
@@ -141,18 +129,28 @@ def verdict_lines(
             ]
             if rows.empty:
                 continue
-            clauses = []
-            for _, row in rows.iterrows():
-                if not row["significant"]:
-                    outcome = "ties with"
-                elif row["difference"] > 0:
-                    outcome = "beats"
-                else:
-                    outcome = "loses to"
-                clauses.append(f"{outcome} {row['other']} ({_comparison_clause(row, level)})")
-            lines.append(f"{main_method} on {METRIC_LABELS[metric]}: " + "; ".join(clauses) + ".")
+            lines.append(f"{main_method} on {METRIC_LABELS[metric]}: {_grouped(rows)}.")
     lines.extend(overoptimisation_lines(correlation, level))
+    lines.extend(frontier_lines(tables, gold))
     return lines
+
+
+def _difference(row: pd.Series) -> str:
+    return f"{row['difference']:+.3f} [{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]"
+
+
+def _grouped(rows: pd.DataFrame) -> str:
+    """`comparisons` rows of one method, short: "beats a (+d [low, high]), ...; ties with c, d;
+    loses to e (...)"; the paired bootstrap details are in `tables/comparisons.csv`."""
+    groups = {"beats": [], "ties with": [], "loses to": []}
+    for _, row in rows.iterrows():
+        other = method_label(row["other"], row["other_target_name"])
+        if not row["significant"]:
+            groups["ties with"].append(other)
+        else:
+            outcome = "beats" if row["difference"] > 0 else "loses to"
+            groups[outcome].append(f"{other} ({_difference(row)})")
+    return "; ".join(f"{key} {', '.join(names)}" for key, names in groups.items() if names)
 
 
 def _unranked(rows: pd.DataFrame, column: str) -> str:
@@ -201,3 +199,101 @@ def overoptimisation_lines(correlation: pd.DataFrame, level: float) -> list[str]
             + "."
         )
     return lines
+
+
+def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
+    """The verdict on reward against KL from sft (tables `winrate`, `matched_kl`,
+    `overoptimisation`; nothing when the tables have no KL): each method's KL at its headline
+    target, the main method against `rloo` at matched KL (which is ahead, per metric, by the
+    paired interval), and for every method where over-optimisation starts (its lowest-KL
+    condition with the RM reward above sft's and gold below, both intervals excluding 0)."""
+    if "matched_kl" not in tables:
+        return []
+    winrate, matched = tables["winrate"], tables["matched_kl"]
+    kls = []
+    for _, row in winrate[winrate["method"] != "sft"].iterrows():
+        text = f"{method_label(row['method'], row['target_name'])} {_kl(row)}"
+        if pd.notna(row["kl_sft_analytic"]):
+            text += f" (bound {row['kl_sft_analytic']:.2f})"
+        kls.append(text)
+    lines = [
+        "KL from sft at the headline target (nats per sequence, temperature-1 sampling; "
+        f"`plots/frontier.png`): {'; '.join(kls)}."
+    ]
+    if matched.empty:
+        lines.append(
+            f"No matched-KL comparison with {RLHF_METHOD}: a method or a finite KL is missing."
+        )
+    else:
+        lines.append(matched_kl_line(matched, gold))
+    if not gold:
+        return lines
+    flags = tables["overoptimisation"]
+    clean = []
+    for method in flags["method"].unique():
+        start = onset(flags, method)
+        if start is None:
+            clean.append(method)
+            continue
+        rm = (
+            f"{start['rm_difference']:+.3f} [{fmt(start['rm_ci_low'])}, {fmt(start['rm_ci_high'])}]"
+        )
+        gold_diff = (
+            f"{start['gold_difference']:+.3f} [{fmt(start['gold_ci_low'])}, "
+            f"{fmt(start['gold_ci_high'])}]"
+        )
+        lines.append(
+            f"**{method} over-optimises** from {method_label(method, start['target_name'])} "
+            f"(KL {_kl(start)}): RM {rm} above sft's, gold {gold_diff} below."
+        )
+    if clean:
+        lines.append(
+            "No condition with the RM reward above sft's and gold below (both intervals): "
+            + ", ".join(clean)
+            + "."
+        )
+    return lines
+
+
+def _kl(row) -> str:
+    kl = row["kl_sft"]
+    return "n/a" if pd.isna(kl) else ("inf" if np.isinf(kl) else f"{kl:.2f}")
+
+
+#: KLs within this factor of each other count as matched; beyond it the verdict says they are not.
+KL_MATCH_FACTOR = 1.5
+
+
+def matched_kl_line(matched: pd.DataFrame, gold: bool) -> str:
+    """The verdict's matched-KL bullet from `tables/matched_kl`: the paired differences, which
+    method is ahead on each (by its interval), and a warning when even the closest target's KL
+    is more than `KL_MATCH_FACTOR` times off rloo's (then the comparison is not at matched KL)."""
+    first = matched.iloc[0]
+    method, other = first["method"], first["other"]
+    clauses, ahead = [], {}
+    for _, row in matched.iterrows():
+        if row["metric"] == "gold_reward" and not gold:
+            continue
+        name = "gold" if row["metric"] == "gold_reward" else "RM"
+        clauses.append(f"{name} {_difference(row)}")
+        leader = (method if row["difference"] > 0 else other) if row["significant"] else None
+        ahead.setdefault(leader, []).append(name)
+    verdicts = [
+        f"{leader} is ahead on {' and '.join(names)}"
+        if leader
+        else f"level on {' and '.join(names)}"
+        for leader, names in ahead.items()
+    ]
+    kl, other_kl = first["kl_sft"], first["other_kl_sft"]
+    low, high = sorted([kl, other_kl])
+    matched_note = ""
+    if not (low > 0 and high <= KL_MATCH_FACTOR * low):
+        matched_note = (
+            f" Not matched: no target of {method} comes within {KL_MATCH_FACTOR}x of "
+            f"{other}'s KL; this is {method}'s closest."
+        )
+    return (
+        f"**{method} vs {other} at matched KL**: {method_label(method, first['target_name'])} "
+        f"(KL {kl:.2f}) minus {method_label(other, first['other_target_name'])} "
+        f"(KL {other_kl:.2f}): {', '.join(clauses)}; {'; '.join(verdicts)}.{matched_note}"
+    )
