@@ -56,8 +56,11 @@ def test_editing_the_report_module_reruns_only_publishing(demo):
 
 def test_editing_an_evaluation_module_reruns_the_stages_that_use_it(demo):
     edit(demo / "src/rewardcond/evaluation/metrics.py")
+    # The judges read the evaluated rows, and the per-example release reads both.
     assert jobs_to_run(demo) == {
         "evaluate": n_methods(demo),
+        "judge": n_methods(demo),
+        "examples": 1,
         "score_references": 1,
         "publish": 1,
         "all": 1,
@@ -66,7 +69,18 @@ def test_editing_an_evaluation_module_reruns_the_stages_that_use_it(demo):
 
 def test_editing_the_statistics_reruns_the_tables_that_use_them(demo):
     edit(demo / "src/rewardcond/stats.py")
-    assert jobs_to_run(demo) == {"reward_model_accuracy": 1, "publish": 1, "all": 1}
+    # The judge jobs import the statistics too (an llm judge's win rates and their intervals are
+    # computed there), so with the demo's gold judge they rerun as well: a known cost, cheap for
+    # gold and a cached llm judge, GPU minutes for a reward-model judge.
+    assert jobs_to_run(demo) == {
+        "reward_model_accuracy": 1,
+        "judge": n_methods(demo),
+        "judge_references": 1,
+        "judge_agreement": 1,
+        "examples": 1,
+        "publish": 1,
+        "all": 1,
+    }
 
 
 def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
@@ -78,6 +92,8 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         "merge_generations": 1,
         "evaluate": 1,
         "kl": 1,
+        "judge": 1,
+        "examples": 1,
         "publish": 1,
         "all": 1,
     }
@@ -89,6 +105,8 @@ def test_editing_one_methods_module_reruns_only_that_methods_jobs(demo):
         "generate_best_of_n": 2,
         "evaluate": 2,
         "kl_best_of_n": 2,
+        "judge": 2,
+        "examples": 1,
         "publish": 1,
         "all": 1,
     }
@@ -105,7 +123,8 @@ def test_shard_outputs_are_deleted_once_merged(demo):
 def test_changing_a_publishing_parameter_reruns_only_publishing(demo, tmp_path):
     override = tmp_path / "override.yaml"
     override.write_text("evaluate:\n  bootstrap_samples: 999\n")
-    assert jobs_to_run(demo, override) == {"publish": 1, "all": 1}
+    # judges.csv has intervals too; no judge scores anything again (the demo has no llm judge).
+    assert jobs_to_run(demo, override) == {"judge_agreement": 1, "publish": 1, "all": 1}
 
 
 def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tmp_path):
@@ -123,12 +142,15 @@ def test_changing_a_train_setting_reruns_training_and_what_follows_only(demo, tm
         "evaluate",
         "kl",
         "kl_best_of_n",
+        "judge",
+        "examples",
         "publish",
         "all",
     }
     assert jobs["train"] == jobs["merge_generations"] == jobs["kl"]
     assert jobs["evaluate"] == jobs["merge_generations"] + jobs["generate_best_of_n"]
     assert jobs["evaluate"] == n_methods(demo) == jobs["kl"] + jobs["kl_best_of_n"]
+    assert jobs["judge"] == jobs["evaluate"]
 
 
 def test_the_html_report_holds_the_verdict_and_the_reward_model_accuracy(demo):

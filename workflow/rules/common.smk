@@ -425,6 +425,13 @@ def judge_inputs(wildcards=None):
 def judge_gpus():
     """One GPU for the judge jobs when a reward_model judge runs (gold and llm need none)."""
     return gpus(int(bool(MODEL_JUDGES)))
+
+
+def judge_bootstrap(key):
+    """`evaluate.<key>` for the judge jobs when an llm judge's win rates need it, else None, so
+    that a gold or reward-model judge's scores are not recomputed when only intervals change."""
+    return config["evaluate"][key] if LLM_JUDGES else None
+
 # --- scale-out: launcher arguments and shards (README "Scaling up") ---
 
 

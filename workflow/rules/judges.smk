@@ -18,8 +18,10 @@ rule judge:
         judges=judge_specs(),
         llm_judges=LLM_JUDGES,
         device=lookup(dpath="device", within=config),
-        n_resamples=lookup(dpath="evaluate/bootstrap_samples", within=config),
-        level=lookup(dpath="evaluate/ci_level", within=config),
+        # Only an llm judge's win rates have intervals here: without one, changing them reruns
+        # no judging.
+        n_resamples=judge_bootstrap("bootstrap_samples"),
+        level=judge_bootstrap("ci_level"),
         seed=lookup(dpath="seed", within=config),
     threads: 1
     resources:
@@ -46,8 +48,8 @@ rule judge_references:
         judges=judge_specs(),
         llm_judges=LLM_JUDGES,
         device=lookup(dpath="device", within=config),
-        n_resamples=lookup(dpath="evaluate/bootstrap_samples", within=config),
-        level=lookup(dpath="evaluate/ci_level", within=config),
+        n_resamples=judge_bootstrap("bootstrap_samples"),
+        level=judge_bootstrap("ci_level"),
         seed=lookup(dpath="seed", within=config),
     threads: 1
     resources:

@@ -18,5 +18,7 @@ run_judge(
     device=params.device,
     bootstrap=BootstrapSettings(
         n_resamples=params.n_resamples, level=params.level, seed=params.seed
-    ),
+    )
+    if params.llm_judges
+    else None,
 )
