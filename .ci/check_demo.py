@@ -8,6 +8,7 @@ with the labellers on valid2 more often than the proxy (issue 17)."""
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 MIN_SPEARMAN = 0.5
@@ -74,6 +75,13 @@ def main(run_dir: Path) -> int:
             problems.append(f"judges.csv rows {list(judges.index)}; expected ['proxy', 'gold']")
         elif not judges.loc["gold", "agreement"] > judges.loc["proxy", "agreement"]:
             problems.append("the gold judge does not agree with the labels more than the proxy")
+        # Issue 17 §1: the gold judge's columns are the gold columns' numbers.
+        for judge, gold in (("judge_gold_mean", "gold_reward_mean"),
+                            ("judge_gold_winrate", "winrate_gold")):  # fmt: skip
+            if judge not in summary.columns:
+                problems.append(f"summary.csv has no {judge} column")
+            elif not np.allclose(summary[judge], summary[gold], rtol=0, atol=1e-12):
+                problems.append(f"summary.csv {judge} differs from {gold}")
     if not missing:
         problems += kl_problems(run_dir)
     for problem in problems:

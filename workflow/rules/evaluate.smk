@@ -71,6 +71,10 @@ rule publish:
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
         kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=METHODS),
+        # Each judge's columns and the REPORT's "Judges" section (issue 17 §1), when configured.
+        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=METHODS) if JUDGES else [],
+        judged_references=f"{RESULTS}/judged/references.parquet" if JUDGES else [],
+        judges_table=f"{RESULTS}/tables/judges.csv" if JUDGES else [],
         library=library("publish.py"),
     output:
         summary=report(
@@ -138,6 +142,7 @@ rule publish:
         n_resamples=lookup(dpath="evaluate/bootstrap_samples", within=config),
         level=lookup(dpath="evaluate/ci_level", within=config),
         main_method=lookup(dpath="evaluate/main_method", within=config),
+        judges={judge["name"]: judge["kind"] for judge in JUDGES},
         seed=lookup(dpath="seed", within=config),
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,

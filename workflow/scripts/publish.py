@@ -23,4 +23,8 @@ publish(
     level=snakemake.params.level,
     seed=snakemake.params.seed,
     main_method=snakemake.params.main_method,
+    judges=dict(snakemake.params.judges),
+    judged=snakemake.input.judged,
+    judged_references=snakemake.input.judged_references or None,
+    judges_table=snakemake.input.judges_table or None,
 )

@@ -5,14 +5,15 @@ their headline target, with cost)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from rewardcond.evaluation.judged import judge_summary, mean_ci
 from rewardcond.evaluation.metrics import ROUGE_TYPES, distinct_n, is_empty, win_indicator
 from rewardcond.evaluation.targets import Target
-from rewardcond.stats import BootstrapSettings, bootstrap_ci
+from rewardcond.stats import BootstrapSettings
 from rewardcond.tables import GENERATION_COLUMNS, NO_TARGET, require_columns
 
 
@@ -76,23 +77,11 @@ def _groups(frame: pd.DataFrame, targets: Sequence[Target]):
             yield method, name, rows[rows["target_name"] == name]
 
 
-def _mean_ci(rows: pd.DataFrame, column: str, settings: BootstrapSettings):
-    values = rows[column].to_numpy(dtype=np.float64)
-    keep = ~np.isnan(values)
-    if not keep.any():
-        return float("nan"), float("nan"), float("nan")
-    low, high = bootstrap_ci(
-        values[keep],
-        rows["post_id"].to_numpy()[keep],
-        n_resamples=settings.n_resamples,
-        level=settings.level,
-        seed=settings.seed,
-    )
-    return float(values[keep].mean()), low, high
-
-
 def summarize(
-    frame: pd.DataFrame, targets: Sequence[Target], settings: BootstrapSettings
+    frame: pd.DataFrame,
+    targets: Sequence[Target],
+    settings: BootstrapSettings,
+    judges: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """One row per method x target (baselines: one row, target `none`), from `combine`'s frame.
 
@@ -100,15 +89,16 @@ def summarize(
     counted in `n_empty`, has no RM score and is left out of the RM mean and win rate); ROUGE,
     length in tokens, EOS rate, distinct-1/2, win rates against the reference, and the
     generation cost (`generated_tokens_per_prompt` = mean of n_tokens x n_candidates, since
-    best-of-N generates N candidates for each kept summary).
+    best-of-N generates N candidates for each kept summary). With `judges` ({name: kind}, the
+    frame from `judged.attach_judges`) also each judge's columns (`judged.judge_summary`).
     """
     values = {target.name: target.value for target in targets}
     records = []
     for method, name, rows in _groups(frame, targets):
-        achieved = _mean_ci(rows, "reward", settings)
-        gold = _mean_ci(rows, "gold", settings)
-        win_rm = _mean_ci(rows, "win_rm", settings)
-        win_gold = _mean_ci(rows, "win_gold", settings)
+        achieved = mean_ci(rows, "reward", settings)
+        gold = mean_ci(rows, "gold", settings)
+        win_rm = mean_ci(rows, "win_rm", settings)
+        win_gold = mean_ci(rows, "win_gold", settings)
         records.append(
             {
                 "method": method,
@@ -137,6 +127,7 @@ def summarize(
                 "winrate_gold_ci_high": win_gold[2],
                 "generated_tokens_per_prompt": (rows["n_tokens"] * rows["n_candidates"]).mean(),
                 "n_candidates": int(rows["n_candidates"].max()),
+                **judge_summary(rows, judges or {}, settings),
             }
         )
     summary = pd.DataFrame.from_records(records)
@@ -166,8 +157,9 @@ def best_targets(summary: pd.DataFrame) -> dict[str, str]:
 def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per method at its headline target (`best_targets`): win rates against the
     reference summary under the reward model and under gold with their intervals, the means
-    they go with, the KL from sft (`kl_*` columns, where the summary has them) and the cost
-    columns (training seconds, generated tokens per prompt, N)."""
+    they go with, each judge's columns (`judge_<name>_*`, where the summary has them), the KL
+    from sft (`kl_*` columns, where the summary has them) and the cost columns (training
+    seconds, generated tokens per prompt, N)."""
     chosen = best_targets(summary)
     rows = pd.concat(
         [
@@ -196,6 +188,8 @@ def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = No
         ]
     ].copy()
     kl = [column for column in rows.columns if column.startswith("kl_")]
+    judged = [column for column in rows.columns if column.startswith("judge_")]
+    table[judged] = rows[judged]  # each judge's columns (`judged.judge_summary`), if any
     table[kl] = rows[kl]  # the KL columns of `frontier.attach_kl`, when the summary has them
     seconds = train_seconds or {}
     table["train_seconds"] = [seconds.get(method, float("nan")) for method in table["method"]]

@@ -158,3 +158,44 @@ intervals excluding 0 (every method x condition in `tables/overoptimisation.csv`
 {markdown(flagged)}
 """
     )
+
+
+def judges_section(agreement: pd.DataFrame | None, winrate: pd.DataFrame) -> str:
+    """The REPORT's "Judges" section: each judge's agreement with the human labels on valid2
+    (`tables/judges.csv`, with its CI) and each judge's win rate against the reference per
+    method at its headline target (`winrate`'s `judge_<name>_winrate` columns, with CIs).
+    Empty without judges."""
+    names = [
+        column.removeprefix("judge_").removesuffix("_winrate")
+        for column in winrate.columns
+        if column.startswith("judge_") and column.endswith("_winrate")
+    ]
+    if agreement is None and not names:
+        return ""
+    parts = ["## Judges", ""]
+    if agreement is not None:
+        compact = agreement[["judge", "kind", "model", "n"]].copy()
+        renamed = {"ci_low": "agreement_ci_low", "ci_high": "agreement_ci_high"}
+        compact["agreement with human labels [CI]"] = with_ci(
+            agreement.rename(columns=renamed), "agreement", "agreement"
+        )
+        parts += [
+            "Agreement with the human labels on the valid2 comparisons (`tables/judges.csv`; "
+            "`proxy` is the run's own reward model):",
+            "",
+            markdown(compact),
+            "",
+        ]
+    if names:
+        wins = winrate[["method", "target_name"]].copy()
+        for name in names:
+            column = f"judge_{name}_winrate"
+            wins[f"win rate ({name}) [CI]"] = with_ci(winrate, column, column)
+        parts += [
+            "Win rate against the reference summary by each judge, per method at its headline "
+            "target (`judge_<name>_*` columns of `tables/winrate.csv` and `tables/summary.csv`):",
+            "",
+            markdown(wins, missing=""),
+            "",
+        ]
+    return "\n".join(parts) + "\n"
