@@ -12,6 +12,10 @@ from __future__ import annotations
 import pandas as pd
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from rewardcond.methods import get_method
+from rewardcond.train import TrainSettings
+from rewardcond.trainset import TrainsetSettings, build_trainset
+
 TEMPLATE = "SUBREDDIT: r/{subreddit}\n\nTITLE: {title}\n\nPOST: {post}\n\nTL;DR:"
 N_TRAIN_POSTS = 12
 MAX_COMPLETION_TOKENS = 24
@@ -96,4 +100,42 @@ def write_world(root, tokenizer) -> dict[str, str]:
     )
     GPT2LMHeadModel(config).save_pretrained(paths["base"])
     tokenizer.save_pretrained(paths["base"])
+    return paths
+
+
+def tiny_train_settings(**sizes) -> TrainSettings:
+    """Training settings of the method tests: a constant learning rate of 1e-2, no warm-up, a loss
+    logged every step, no checkpoint; `sizes` sets the batch and the steps (and overrides)."""
+    settings = {
+        "learning_rate": 1e-2,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "save_steps": 100,
+        "logging_steps": 1,
+    }
+    return TrainSettings(**{**settings, **sizes})
+
+
+def write_trainsets(root, paths: dict[str, str], methods, **sources) -> dict[str, str]:
+    """Build each method's trainset from the world in `paths` (seed 0, the world's token limits);
+    add `paths[method]` and `paths[f"{method}_report"]`; `sources` passes more inputs to
+    `build_trainset` (e.g. `comparisons_path`). Returns `paths`."""
+    settings = TrainsetSettings(
+        max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
+    )
+    for method in methods:
+        paths[method] = str(root / f"{method}.parquet")
+        paths[f"{method}_report"] = str(root / f"{method}.json")
+        build_trainset(
+            get_method(method),
+            scored_path=paths["scored"],
+            posts_path=paths["posts"],
+            base_path=paths["base"],
+            template=TEMPLATE,
+            settings=settings,
+            seed=0,
+            output_path=paths[method],
+            report_path=paths[f"{method}_report"],
+            **sources,
+        )
     return paths

@@ -13,26 +13,18 @@ from experiment_world import (
     N_TRAIN_POSTS,
     SUMMARIES,
     TEMPLATE,
+    tiny_train_settings,
     write_world,
 )
 from transformers import AutoModelForCausalLM
 
 from rewardcond.methods import get_method
 from rewardcond.methods.dpo import preference_pairs
-from rewardcond.train import TrainSettings, train_method
+from rewardcond.train import train_method
 from rewardcond.trainset import TrainsetSettings, build_trainset
 
 GOOD, BAD = SUMMARIES[0], SUMMARIES[2]
-SETTINGS = TrainSettings(
-    learning_rate=1e-2,
-    global_batch_size=4,
-    per_device_batch_size=4,
-    max_steps=6,
-    warmup_ratio=0.0,
-    lr_scheduler="constant",
-    save_steps=100,
-    logging_steps=1,
-)
+SETTINGS = tiny_train_settings(global_batch_size=4, per_device_batch_size=4, max_steps=6)
 
 
 def make_comparisons() -> pd.DataFrame:

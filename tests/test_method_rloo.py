@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 from experiment_world import (
-    MAX_COMPLETION_TOKENS,
-    MAX_PROMPT_TOKENS,
     N_TRAIN_POSTS,
     TEMPLATE,
+    tiny_train_settings,
+    write_trainsets,
     write_world,
 )
 from reward_helpers import tiny_reward_model
@@ -22,18 +22,8 @@ from rewardcond.methods import get_method
 from rewardcond.methods.rloo import RewardModelReward, completion_rewards
 from rewardcond.reward_models.scoring import load_scorer
 from rewardcond.train import TrainSettings, train_method
-from rewardcond.trainset import TrainsetSettings, build_trainset
 
-SETTINGS = TrainSettings(
-    learning_rate=1e-2,
-    global_batch_size=8,
-    per_device_batch_size=8,
-    max_steps=4,
-    warmup_ratio=0.0,
-    lr_scheduler="constant",
-    save_steps=100,
-    logging_steps=1,
-)
+SETTINGS = tiny_train_settings(global_batch_size=8, per_device_batch_size=8, max_steps=4)
 OPTIONS = {"num_generations": 4, "max_completion_length": 6, "num_iterations": 1, "mini_batches": 1}
 PENALTY = 1.0  # the default missing_eos_penalty
 
@@ -45,24 +35,7 @@ def world(tmp_path_factory, tiny_tokenizer):
     paths["reward_model"] = str(root / "reward_model")
     tiny_reward_model(tiny_tokenizer, seed=1).save_pretrained(paths["reward_model"])
     tiny_tokenizer.save_pretrained(paths["reward_model"])
-    settings = TrainsetSettings(
-        max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
-    )
-    for method in ("rloo", "sft"):
-        paths[method] = str(root / f"{method}.parquet")
-        paths[f"{method}_report"] = str(root / f"{method}.json")
-        build_trainset(
-            get_method(method),
-            scored_path=paths["scored"],
-            posts_path=paths["posts"],
-            base_path=paths["base"],
-            template=TEMPLATE,
-            settings=settings,
-            seed=0,
-            output_path=paths[method],
-            report_path=paths[f"{method}_report"],
-        )
-    return paths
+    return write_trainsets(root, paths, ("rloo", "sft"))
 
 
 def scorer_args(world) -> dict:

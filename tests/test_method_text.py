@@ -5,13 +5,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from experiment_world import MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, TEMPLATE, write_world
+from experiment_world import (
+    MAX_PROMPT_TOKENS,
+    TEMPLATE,
+    write_trainsets,
+    write_world,
+)
 
 from rewardcond import decoding
 from rewardcond.methods import Condition, get_method
 from rewardcond.methods.text import SCALER_ATTRIBUTE, reward_line
 from rewardcond.summaries import GenerateSettings, generate_method
-from rewardcond.trainset import TrainsetSettings, build_trainset, draw_eval_prompts
+from rewardcond.trainset import draw_eval_prompts
 
 
 @pytest.mark.parametrize(
@@ -41,23 +46,7 @@ def test_precision_option_is_checked():
 def world(tmp_path_factory, tiny_tokenizer):
     root = tmp_path_factory.mktemp("text")
     paths = write_world(root, tiny_tokenizer)
-    settings = TrainsetSettings(
-        max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
-    )
-    for method in ("scalar", "text"):
-        paths[method] = str(root / f"{method}.parquet")
-        build_trainset(
-            get_method(method),
-            scored_path=paths["scored"],
-            posts_path=paths["posts"],
-            base_path=paths["base"],
-            template=TEMPLATE,
-            settings=settings,
-            seed=0,
-            output_path=paths[method],
-            report_path=str(root / f"{method}.json"),
-        )
-    return paths
+    return write_trainsets(root, paths, ("scalar", "text"))
 
 
 def test_text_trains_on_the_rows_of_scalar(world):

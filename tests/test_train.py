@@ -3,47 +3,25 @@ import json
 import pandas as pd
 import pytest
 import torch
-from experiment_world import MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, TEMPLATE, write_world
+from experiment_world import (
+    tiny_train_settings,
+    write_trainsets,
+    write_world,
+)
 from transformers import TrainerCallback
 
 from rewardcond.methods import get_method
 from rewardcond.modeling import RewardConditionedLM
 from rewardcond.train import TrainSettings, train_method
-from rewardcond.trainset import TrainsetSettings, build_trainset
 
-SETTINGS = TrainSettings(
-    learning_rate=1e-2,
-    global_batch_size=8,
-    per_device_batch_size=4,
-    max_steps=12,
-    warmup_ratio=0.0,
-    lr_scheduler="constant",
-    save_steps=100,
-    logging_steps=1,
-)
+SETTINGS = tiny_train_settings(global_batch_size=8, per_device_batch_size=4, max_steps=12)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_tokenizer):
     root = tmp_path_factory.mktemp("world")
     paths = write_world(root, tiny_tokenizer)
-    settings = TrainsetSettings(
-        max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
-    )
-    for method in ("scalar", "sft", "tokens"):
-        paths[method] = str(root / f"{method}.parquet")
-        build_trainset(
-            get_method(method),
-            scored_path=paths["scored"],
-            posts_path=paths["posts"],
-            base_path=paths["base"],
-            template=TEMPLATE,
-            settings=settings,
-            seed=0,
-            output_path=paths[method],
-            report_path=str(root / f"{method}.json"),
-        )
-    return paths
+    return write_trainsets(root, paths, ("scalar", "sft", "tokens"))
 
 
 def _train(world, tmp_path, method, settings=SETTINGS, name="model", callbacks=()):

@@ -146,6 +146,44 @@ def discard_stale_checkpoints(checkpoint_dir: Path, fingerprint: dict) -> None:
     write_json(record, fingerprint)
 
 
+def checkpointed_arguments(
+    checkpoint_dir: str | os.PathLike, plan: BatchPlan, *, seed: int, **arguments
+) -> dict:
+    """`transformers.TrainingArguments` keywords that every training of the project shares: the
+    batch `plan` (per-device batch, accumulation), checkpoints to `checkpoint_dir` by steps, the
+    seed for both the model and the data order, no reporting, the examples' columns kept (the
+    collators read them); `arguments` adds to or overrides them (learning rate, schedule,
+    `save_steps`, ...). A dict, not `TrainingArguments`, because TRL's trainers take their own
+    config class built from the same keywords."""
+    return {
+        "output_dir": str(checkpoint_dir),
+        "per_device_train_batch_size": plan.per_device_batch_size,
+        "gradient_accumulation_steps": plan.gradient_accumulation_steps,
+        "save_strategy": "steps",
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": "none",
+        "remove_unused_columns": False,
+        **arguments,
+    }
+
+
+def resume_point(
+    args, checkpoint_dir: str | os.PathLike, fingerprint: dict | None, *, name: str
+) -> Path | None:
+    """The checkpoint the training of `name` (logged) resumes from, after the main process
+    (`args.should_save` of a `TrainingArguments`) has discarded checkpoints of another
+    `fingerprint` (`discard_stale_checkpoints`; None keeps them) and every process has waited for
+    it; None means a fresh start."""
+    if args.should_save and fingerprint is not None:
+        discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
+    args.distributed_state.wait_for_everyone()
+    last = last_checkpoint(checkpoint_dir)
+    if last:
+        logger.info("resuming %s from %s", name, last)
+    return last
+
+
 def parse_shard(item: str) -> tuple[int, int]:
     """`"2-of-4"` (Snakemake's scatter item, 1-based) -> `(1, 4)` (0-based index, count)."""
     match = _SHARD.search(str(item))

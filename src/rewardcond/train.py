@@ -15,7 +15,6 @@ import json
 import logging
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -33,10 +32,10 @@ from rewardcond.artifacts import (
 from rewardcond.batching import RewardConditionedCollator, encode_example, max_text_length
 from rewardcond.curves import loss_curve, plot_loss
 from rewardcond.distributed import (
-    discard_stale_checkpoints,
-    last_checkpoint,
+    checkpointed_arguments,
     launched_processes,
     plan_batches,
+    resume_point,
 )
 from rewardcond.methods import Method
 
@@ -157,10 +156,10 @@ def train_method(
         inputs.append(scorer["path_or_hub_id"])
     manifest = build_manifest(params=params, seed=seed, inputs=inputs)
 
-    arguments = dict(
-        output_dir=checkpoint_dir,
-        per_device_train_batch_size=plan.per_device_batch_size,
-        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+    arguments = checkpointed_arguments(
+        checkpoint_dir,
+        plan,
+        seed=seed,
         learning_rate=settings.learning_rate,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -169,16 +168,11 @@ def train_method(
         weight_decay=settings.weight_decay,
         max_grad_norm=settings.max_grad_norm,
         logging_steps=settings.logging_steps,
-        save_strategy="steps",
         save_steps=settings.save_steps,
         save_total_limit=settings.save_total_limit,
         activation_checkpointing=settings.gradient_checkpointing,
         bf16=bf16,
         use_cpu=device == "cpu",
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        remove_unused_columns=False,
     )
     args = TrainingArguments(**arguments)
     fingerprint = {
@@ -187,9 +181,7 @@ def train_method(
         "inputs": manifest["inputs"],
         "hash": config_hash({"p": params, "s": seed, "i": manifest["inputs"]}),
     }
-    if args.should_save:
-        discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
-    args.distributed_state.wait_for_everyone()
+    last = resume_point(args, checkpoint_dir, fingerprint, name=method.name)
 
     set_seed(seed)
     model, tokenizer = method.build_model(base_path, trainset)
@@ -220,9 +212,6 @@ def train_method(
             processing_class=tokenizer,
             callbacks=list(callbacks),
         )
-    last = last_checkpoint(checkpoint_dir)
-    if last:
-        log.info("resuming %s from %s", method.name, last)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
 
     state_dict = trainer.accelerator.get_state_dict(trainer.model)  # collective under FSDP

@@ -42,10 +42,10 @@ from rewardcond.artifacts import (
 )
 from rewardcond.curves import loss_curve, plot_loss
 from rewardcond.distributed import (
-    discard_stale_checkpoints,
-    last_checkpoint,
+    checkpointed_arguments,
     launched_processes,
     plan_batches,
+    resume_point,
 )
 from rewardcond.reward_models.inputs import InputBuilder, post_fields
 from rewardcond.reward_models.model import RewardModel, pairwise_loss
@@ -187,31 +187,26 @@ def train_reward_model(
     dataset = [{"chosen": c, "rejected": r} for c, r in pairs]  # a list is a map-style dataset
     cuda = device.startswith("cuda")
     args = TrainingArguments(
-        output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=plan.per_device_batch_size,
-        gradient_accumulation_steps=plan.gradient_accumulation_steps,
-        learning_rate=settings.lr,
-        num_train_epochs=settings.epochs,
-        lr_scheduler_type="cosine",
-        warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a share of the steps
-        weight_decay=settings.weight_decay,
-        max_grad_norm=0.0,
-        logging_steps=settings.logging_steps,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        bf16=cuda and settings.gpu_dtype == "bfloat16",
-        fp16=cuda and settings.gpu_dtype == "float16",
-        use_cpu=not cuda,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        remove_unused_columns=False,
-        disable_tqdm=True,
+        **checkpointed_arguments(
+            checkpoint_dir,
+            plan,
+            seed=seed,
+            learning_rate=settings.lr,
+            num_train_epochs=settings.epochs,
+            lr_scheduler_type="cosine",
+            warmup_steps=settings.warmup_ratio,  # a float in [0, 1) is a share of the steps
+            weight_decay=settings.weight_decay,
+            max_grad_norm=0.0,
+            logging_steps=settings.logging_steps,
+            save_steps=settings.save_steps,
+            save_total_limit=2,
+            bf16=cuda and settings.gpu_dtype == "bfloat16",
+            fp16=cuda and settings.gpu_dtype == "float16",
+            use_cpu=not cuda,
+            disable_tqdm=True,
+        )
     )
-    if args.should_save and fingerprint is not None:
-        discard_stale_checkpoints(Path(checkpoint_dir), fingerprint)
-    args.distributed_state.wait_for_everyone()
+    last = resume_point(args, checkpoint_dir, fingerprint, name="the reward model")
     set_seed(seed)
     trainer = PairwiseRewardTrainer(
         model=model,
@@ -220,9 +215,6 @@ def train_reward_model(
         data_collator=PairCollator(tokenizer.pad_token_id),
         callbacks=list(callbacks),
     )
-    last = last_checkpoint(checkpoint_dir)
-    if last:
-        logger.info("resuming the reward model from %s", last)
     trainer.train(resume_from_checkpoint=str(last) if last else None)
     trainer.resumed_from = str(last) if last else None
     model.eval()
