@@ -497,3 +497,20 @@ def train_scorer(wildcards):
     if wildcards.method not in ONLINE_METHODS:
         return None
     return reward_model_scorer_params() | {"batch_tokens": config["reward_model"]["batch_tokens"]}
+
+
+# Job order when more jobs are ready than cores (the demo's 2): Snakemake starts the ready job of
+# the highest `priority` first (0 when not set), so the stages that lead to the long trainings
+# run before those that only lead to tables, and the sft jobs first within a stage, since the
+# methods of FROM_SFT and best-of-N wait for the sft model. Estimated for the demo's 2 cores by
+# tests/benchmarks/bench_pipeline_time.py; the order changes no result.
+STAGE_PRIORITY = {"trainset": 60, "train": 50, "generate": 40, "evaluate": 30, "judge": 20}
+
+
+def stage_priority(stage):
+    """The `priority:` of a stage's jobs: STAGE_PRIORITY[stage], plus 5 for method sft's."""
+
+    def priority(wildcards):
+        return STAGE_PRIORITY[stage] + 5 * (getattr(wildcards, "method", None) == "sft")
+
+    return priority

@@ -30,6 +30,7 @@ rule train:
         gpu=gpus(config["scale"]["train_processes"]),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("train")
     log:
         "logs/train/{method}.log",
     benchmark:
