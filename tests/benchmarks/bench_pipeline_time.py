@@ -158,10 +158,14 @@ def main() -> None:
     print(f"critical path {path_cpu:.1f} CPU s:")
     for index in path:
         print(f"  {jobs[index].cpu:7.1f}  {jobs[index].rule:26s} {jobs[index].log}")
-    print(f"lower bound on {args.cores} idle cores: max({path_cpu:.1f}, {total:.1f}/{args.cores})"
-          f" = {max(path_cpu, total / args.cores):.1f} s")
-    print(f"list schedule on {args.cores} idle cores (estimate): "
-          f"{list_schedule(jobs, needs, args.cores):.1f} s")
+    print(
+        f"lower bound on {args.cores} idle cores: max({path_cpu:.1f}, {total:.1f}/{args.cores})"
+        f" = {max(path_cpu, total / args.cores):.1f} s"
+    )
+    print(
+        f"list schedule on {args.cores} idle cores (estimate): "
+        f"{list_schedule(jobs, needs, args.cores):.1f} s"
+    )
     print(f"measured wall {wall:.1f} s (benchmarks' mean CPU load, wall-weighted: {load:.0f}%)")
     print(f"largest {args.top} jobs (CPU s / wall s):")
     for job in sorted(jobs, key=lambda job: -job.cpu)[: args.top]:
