@@ -14,3 +14,45 @@ def test_conda_env_mirrors_pyproject_dependencies():
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     expected = project["dependencies"] + project["optional-dependencies"]["gguf"]
     assert sorted(pip_section) == sorted(expected)
+
+
+def test_demo_jobs_leading_to_the_long_trainings_run_first():
+    """Snakemake starts the ready job of highest priority first: on the demo's 2 cores the
+    trainings (sft's first, which the others start from) before generation, KL, evaluation and
+    judging (workflow/rules/common.smk, STAGE_PRIORITY)."""
+    import re
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "-F",
+            "--configfile",
+            "workflow/config/demo.yaml",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    jobs = re.findall(
+        r"^rule (\w+):\n(?:    (?!priority).*\n)*?    priority: (\d+)\n", result.stdout, re.M
+    )
+    priority = {}
+    for rule, value in jobs:
+        priority.setdefault(rule, set()).add(int(value))
+    assert priority["train"] == {50, 55}
+    assert priority["trainset"] == {60, 65} and priority["targets"] == {60}
+    assert priority["generate_summaries"] == priority["kl"] == {40, 45}
+    assert priority["kl_best_of_n"] == priority["generate_best_of_n"] == {40}
+    assert priority["evaluate"] == {30, 35} and priority["judge"] == {20, 25}
+    assert "publish" not in priority  # priority 0, which a dry run does not print
+    sft = re.search(
+        r"^rule train:\n    wildcards: method=sft\n    priority: (\d+)", result.stdout, re.M
+    )
+    assert sft and int(sft.group(1)) == 55
