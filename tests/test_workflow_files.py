@@ -55,6 +55,6 @@ def test_demo_jobs_leading_to_the_long_trainings_run_first():
     train_sft = [
         block
         for block in result.stdout.split("\n\n")
-        if block.lstrip().startswith("rule train:") and "wildcards: method=sft\n" in block
+        if "\nrule train:\n" in block and "wildcards: method=sft\n" in block
     ]
     assert len(train_sft) == 1 and "    priority: 55\n" in train_sft[0]
