@@ -1,8 +1,12 @@
 """The workflow's declared software stays in step with the package's."""
 
+import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,14 +20,9 @@ def test_conda_env_mirrors_pyproject_dependencies():
     assert sorted(pip_section) == sorted(expected)
 
 
-def test_demo_jobs_leading_to_the_long_trainings_run_first():
-    """Snakemake starts the ready job of highest priority first: on the demo's 2 cores the
-    trainings (sft's first, which the others start from) before generation, KL, evaluation and
-    judging (workflow/rules/common.smk, STAGE_PRIORITY)."""
-    import re
-    import subprocess
-    import sys
-
+@pytest.fixture(scope="module")
+def demo_dry_run() -> str:
+    """What `snakemake -n -F --configfile workflow/config/demo.yaml` prints (every job)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -40,8 +39,15 @@ def test_demo_jobs_leading_to_the_long_trainings_run_first():
         check=True,
         timeout=300,
     )
+    return result.stdout
+
+
+def test_demo_jobs_leading_to_the_long_trainings_run_first(demo_dry_run):
+    """Snakemake starts the ready job of highest priority first: on the demo's 2 cores the
+    trainings (sft's first, which the others start from) before generation, KL, evaluation and
+    judging (workflow/rules/common.smk, STAGE_PRIORITY)."""
     jobs = re.findall(
-        r"^rule (\w+):\n(?:    (?!priority).*\n)*?    priority: (\d+)\n", result.stdout, re.M
+        r"^rule (\w+):\n(?:    (?!priority).*\n)*?    priority: (\d+)\n", demo_dry_run, re.M
     )
     priority = {}
     for rule, value in jobs:
@@ -54,7 +60,19 @@ def test_demo_jobs_leading_to_the_long_trainings_run_first():
     assert "publish" not in priority  # priority 0, which a dry run does not print
     train_sft = [
         block
-        for block in result.stdout.split("\n\n")
+        for block in demo_dry_run.split("\n\n")
         if "\nrule train:\n" in block and "wildcards: method=sft\n" in block
     ]
     assert len(train_sft) == 1 and "    priority: 55\n" in train_sft[0]
+
+
+def test_demo_trainings_run_as_one_plain_process(demo_dry_run):
+    """On `device: cpu` with one process, `python -m` starts each training (the same weights as
+    `accelerate launch`, without its start-up); the real config keeps `accelerate launch`
+    (tests/test_slurm_profile.py)."""
+    commands = re.findall(r"^Shell command: (.*)$", demo_dry_run, re.M)
+    trainings = [c for c in commands if "rewardcond.train" in c or "reward_models.training" in c]
+    assert len(trainings) == 7  # the reward model and six methods
+    assert sum(c.startswith("python -m rewardcond.train --method ") for c in trainings) == 6
+    assert sum(c.startswith("python -m rewardcond.reward_models.training ") for c in trainings) == 1
+    assert not any("accelerate" in c for c in commands)

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 
 
@@ -188,6 +189,21 @@ def train_processes(wildcards, resources):
     """Processes `accelerate launch` starts: one per GPU granted (Snakemake lowers the request to
     what `--resources gpu=N` allows), or `scale.train_processes` CPU processes."""
     return resources.gpu or config["scale"]["train_processes"]
+
+
+def train_launcher(wildcards, input, resources):
+    """What starts a training's module (`train`, `train_reward_model`): `accelerate launch` with
+    the accelerate config and `train_processes`; a single CPU process (`device: cpu`, the demo)
+    runs as plain `python -m`, which gives the same weights (the module sees 1 process either
+    way) without the launcher's start-up of about 2 CPU seconds per training and without a DDP
+    wrapper over one gloo process."""
+    processes = train_processes(wildcards, resources)
+    if processes == 1 and config["device"] == "cpu":
+        return "python -m"
+    return (
+        f"accelerate launch --config_file {shlex.quote(input.accelerate_config)}"
+        f" --num_processes {processes} --module"
+    )
 
 
 def prompt_template(wildcards):

@@ -17,7 +17,7 @@ rule train_reward_model:
         checkpoints=f"{RESULTS}/checkpoints/reward_model",
         seed=lookup(dpath="seed", within=config),
         device=lookup(dpath="device", within=config),
-        processes=train_processes,
+        launcher=train_launcher,
     # One thread: with models this small, a second thread gains little on an idle machine and
     # is several times slower on a busy one (measured 4.5x), while another job could use the core.
     threads: 1
@@ -32,8 +32,7 @@ rule train_reward_model:
     conda:
         "../envs/rewardcond.yaml"
     shell:
-        "accelerate launch --config_file {input.accelerate_config:q}"
-        " --num_processes {params.processes} --module rewardcond.reward_models.training"
+        "{params.launcher} rewardcond.reward_models.training"
         " --comparisons {input.comparisons:q} --posts {input.posts:q} --base {input.base:q}"
         " --output {output.model:q} --checkpoints {params.checkpoints:q}"
         " --template {params.template:q} --params {params.train:q} --seed {params.seed}"
