@@ -500,6 +500,20 @@ def method_start(wildcards):
     return method_base_model(wildcards)
 
 
+# Methods whose training rows use no reward-model score (`learns_from_scores` False in
+# rewardcond.methods): their trainsets are built from the unscored completions, so that their
+# training (sft, and dpo from it) runs while the reward model trains.
+UNSCORED_TRAINSET_METHODS = ("sft", "dpo")
+
+
+def trainset_completions(wildcards):
+    """The completions a method's trainset is built from: the scored ones, or the prepared
+    (unscored) ones for a method of UNSCORED_TRAINSET_METHODS."""
+    if wildcards.method in UNSCORED_TRAINSET_METHODS:
+        return f"data/prepared/{SOURCE}/completions.parquet"
+    return f"{RESULTS}/scored/completions.parquet"
+
+
 # Methods trained online against the run's reward model (`trains_online` in rewardcond.methods).
 ONLINE_METHODS = ("rloo",)
 def train_reward_model_input(wildcards):

@@ -3,7 +3,7 @@
 
 rule trainset:
     input:
-        scored=f"{RESULTS}/scored/completions.parquet",
+        completions=trainset_completions,
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         base=method_base_model,
