@@ -43,15 +43,16 @@ def demo_dry_run() -> str:
 
 
 def test_demo_jobs_leading_to_the_long_trainings_run_first(demo_dry_run):
-    """Snakemake starts the ready job of highest priority first: on the demo's 2 cores the
-    trainings (sft's first, which the others start from) before generation, KL, evaluation and
-    judging (workflow/rules/common.smk, STAGE_PRIORITY)."""
+    """Snakemake starts the ready job of highest priority first: on the demo's 2 cores the reward
+    model first, then the trainings (sft's first, which the others start from) before
+    generation, KL, evaluation and judging (workflow/rules/common.smk, STAGE_PRIORITY)."""
     jobs = re.findall(
         r"^rule (\w+):\n(?:    (?!priority).*\n)*?    priority: (\d+)\n", demo_dry_run, re.M
     )
     priority = {}
     for rule, value in jobs:
         priority.setdefault(rule, set()).add(int(value))
+    assert priority["train_reward_model"] == priority["score_completions"] == {70}
     assert priority["train"] == {50, 55}
     assert priority["trainset"] == {60, 65} and priority["targets"] == {60}
     assert priority["generate_summaries"] == priority["kl"] == {40, 45}

@@ -530,11 +530,19 @@ def train_scorer(wildcards):
 
 
 # Job order when more jobs are ready than cores (the demo's 2): Snakemake starts the ready job of
-# the highest `priority` first (0 when not set), so the stages that lead to the long trainings
-# run before those that only lead to tables, and the sft jobs first within a stage, since the
-# methods of FROM_SFT and best-of-N wait for the sft model. Estimated for the demo's 2 cores by
-# tests/benchmarks/bench_pipeline_time.py; the order changes no result.
-STAGE_PRIORITY = {"trainset": 60, "train": 50, "generate": 40, "evaluate": 30, "judge": 20}
+# the highest `priority` first (0 when not set). The reward model first (all but sft and dpo wait
+# for it), then the stages that lead to the long trainings before those that only lead to tables,
+# and within a stage sft's job first (the methods of FROM_SFT and best-of-N wait for its model).
+# Estimated for the demo's 2 cores by tests/benchmarks/bench_pipeline_time.py; the order
+# changes no result.
+STAGE_PRIORITY = {
+    "reward_model": 70,
+    "trainset": 60,
+    "train": 50,
+    "generate": 40,
+    "evaluate": 30,
+    "judge": 20,
+}
 
 
 def stage_priority(stage):

@@ -25,6 +25,7 @@ rule train_reward_model:
     # results the same. Checkpoints (params.checkpoints) are no output: a killed job resumes.
     resources:
         gpu=gpus(config["scale"]["train_processes"]),
+    priority: stage_priority("reward_model")
     log:
         f"logs/train_reward_model/{RUN}.log",
     benchmark:
@@ -62,6 +63,7 @@ rule score_completions:
     threads: 1
     resources:
         gpu=gpus(),
+    priority: stage_priority("reward_model")
     log:
         f"logs/score_completions/{RUN}.{{scatteritem}}.log",
     benchmark:
@@ -84,6 +86,7 @@ rule merge_scored_completions:
     output:
         scored=f"{RESULTS}/scored/completions.parquet",
         report=f"{RESULTS}/scored/report.json",
+    priority: stage_priority("reward_model")
     log:
         f"logs/merge_scored_completions/{RUN}.log",
     benchmark:
