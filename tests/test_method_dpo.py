@@ -292,3 +292,27 @@ def test_a_max_length_that_cannot_hold_completion_eos_and_header_is_refused(worl
     assert pairs["prompt"].iloc[1] == (
         "SUBREDDIT: r/relationships\n\nTITLE: My roommate never cleans p01\n\nPOST: \n\nTL;DR:"
     )
+
+
+def test_pairs_are_the_same_from_unscored_completions(world, tmp_path):
+    """dpo learns from no score: the workflow builds its pairs from the unscored completions,
+    before the reward model exists; they equal those from the scored ones, byte for byte."""
+    unscored = tmp_path / "unscored.parquet"
+    pd.read_parquet(world["scored"]).drop(columns="reward").to_parquet(unscored, index=False)
+    assert get_method("dpo").learns_from_scores is False
+    build_trainset(
+        get_method("dpo"),
+        scored_path=str(unscored),
+        posts_path=world["posts"],
+        comparisons_path=world["comparisons"],
+        base_path=world["base"],
+        template=TEMPLATE,
+        settings=TrainsetSettings(
+            max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
+        ),
+        seed=0,
+        output_path=str(tmp_path / "dpo.parquet"),
+        report_path=str(tmp_path / "dpo.json"),
+    )
+    assert (tmp_path / "dpo.parquet").read_bytes() == Path(world["dpo"]).read_bytes()
+    assert (tmp_path / "dpo.json").read_text() == Path(world["report"]).read_text()

@@ -26,6 +26,17 @@ LIGHT_SCRIPTS = (
     "reward_model_accuracy.py",
     "examples.py",
 )
+# Rules whose jobs load no model (a tokenizer at most, or a reward model only when a judge of
+# that kind is configured): the modules their scripts import at the top must not load torch,
+# which costs each of the demo's ~30 such jobs seconds of start-up.
+NO_MODEL_SCRIPTS = (
+    "eval_prompts.py",
+    "trainset.py",
+    "targets.py",
+    "judge.py",
+    "judge_agreement.py",
+    "publish.py",
+)
 
 
 def relative(paths):
@@ -176,5 +187,35 @@ def test_importing_the_package_and_what_light_jobs_run_loads_no_torch():
         f"for name in {names!r}:\n"
         "    importlib.import_module(name)\n"
         "print(json.dumps(sorted({'torch', 'transformers', 'trl'} & set(sys.modules))))"
+    )
+    assert json.loads(run_python(code)) == []
+
+
+def top_level_imports(script: Path) -> list[str]:
+    """The rewardcond modules a script imports in its own top-level statements."""
+    import ast
+
+    names = []
+    for node in ast.parse(script.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("rewardcond"):
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names if alias.name.startswith("rewardcond")]
+    return names
+
+
+def test_jobs_that_load_no_model_start_without_torch():
+    names = sorted(
+        {name for script in NO_MODEL_SCRIPTS for name in top_level_imports(SCRIPTS / script)}
+    )
+    assert "rewardcond.judges.stage" in names and "rewardcond.trainset" in names
+    # trainset and targets also import the method's module (get_method).
+    names += [f"rewardcond.methods.{path.stem}" for path in (SOURCE / "methods").glob("*.py")]
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = {'torch', 'transformers.modeling_utils', 'trl'}\n"
+        "print(json.dumps(sorted(heavy & set(sys.modules))))"
     )
     assert json.loads(run_python(code)) == []

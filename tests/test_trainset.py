@@ -255,3 +255,38 @@ def test_cnndm_rows_are_never_trained_on_and_are_counted(world, tmp_path):
     assert targets[0]["value"] == 2.0 + 0.1 * (N_TRAIN_POSTS - 1)  # not the articles' 9.0
     drawn = draw_eval_prompts(mixed["posts"], 6, seed=1, output_path=str(tmp_path / "e.parquet"))
     assert sorted(drawn["post_id"]) == [f"v{i:02d}" for i in range(6)]  # never cnn2
+
+
+def test_sft_builds_the_same_rows_from_unscored_completions(world, tmp_path):
+    """sft learns from no score: its rows are the same from the scored or the unscored
+    completions (the workflow builds them before the reward model exists), `reward` all NaN.
+    dpo: tests/test_method_dpo.py."""
+    unscored = tmp_path / "unscored.parquet"
+    pd.read_parquet(world["scored"]).drop(columns="reward").to_parquet(unscored, index=False)
+    assert get_method("sft").learns_from_scores is False
+    (tmp_path / "scored").mkdir()
+    (tmp_path / "unscored").mkdir()
+    scored_rows, scored_report = _build(world, tmp_path / "scored", "sft")
+    rows, report = _build({**world, "scored": str(unscored)}, tmp_path / "unscored", "sft")
+    assert report == scored_report and len(rows) == len(scored_rows) == N_TRAIN_POSTS
+    assert rows["reward"].isna().all() and scored_rows["reward"].isna().all()
+    pd.testing.assert_frame_equal(rows, scored_rows)
+    with pytest.raises(ValueError, match=r"unscored.parquet lacks column\(s\) \['reward'\]"):
+        _build({**world, "scored": str(unscored)}, tmp_path, "scalar")
+
+
+def test_the_workflow_builds_from_unscored_completions_exactly_the_methods_that_need_no_score():
+    import re
+    from pathlib import Path
+
+    from rewardcond.methods import available_methods
+
+    common = (Path(__file__).parents[1] / "workflow/rules/common.smk").read_text()
+    listed = re.search(r"^UNSCORED_TRAINSET_METHODS = \(([^)]*)\)", common, re.M).group(1)
+    names = {name.strip().strip('"') for name in listed.split(",") if name.strip()}
+    no_score = {
+        name
+        for name in available_methods()
+        if "<" not in name and not get_method(name).learns_from_scores
+    }
+    assert names == no_score == {"sft", "dpo"}

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from rewardcond.modeling import RewardConditionedConfig
+# torch and rewardcond.modeling are imported where they are used: the prompt helpers here serve
+# jobs that load no model (trainset, targets, eval_prompts), which then start without torch.
 
 IGNORE_INDEX = -100
 TEMPLATE_FIELDS = ("subreddit", "title", "post")
@@ -198,6 +200,8 @@ class RewardConditionedCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
         length = max(len(feature["input_ids"]) for feature in features)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
@@ -227,6 +231,8 @@ class RewardConditionedCollator:
 
 def max_text_length(model_or_config) -> int:
     """Longest text a model takes: the base's context (minus the slot if reward-conditioned)."""
+    from rewardcond.modeling import RewardConditionedConfig
+
     config = getattr(model_or_config, "config", model_or_config)
     if isinstance(config, RewardConditionedConfig):
         return config.text_config.max_position_embeddings - 1

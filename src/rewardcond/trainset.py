@@ -54,10 +54,14 @@ class TrainsetSettings:
         object.__setattr__(self, "sources", tuple(self.sources))
 
 
-def read_scored(scored_path: str, posts_path: str) -> pd.DataFrame:
-    """Train-split scored completions joined with their posts' prompt fields."""
+def read_scored(scored_path: str, posts_path: str, *, scores: bool = True) -> pd.DataFrame:
+    """Train-split scored completions joined with their posts' prompt fields. With
+    `scores=False`, `scored_path` may be the unscored completions (no `reward` column): `reward`
+    is then NaN on every row, for a method that does not learn from scores."""
     scored = pd.read_parquet(scored_path)
     posts = pd.read_parquet(posts_path)
+    if not scores:
+        scored = scored.assign(reward=np.nan)
     for name, frame, columns in (
         (scored_path, scored, SCORED_COLUMNS),
         (posts_path, posts, POST_COLUMNS),
@@ -186,11 +190,14 @@ def build_trainset(
     why (JSON); lengths are counted with the tokenizer of the base folder. Returns both.
 
     A method that learns from pairs (`dpo`) gets one row per train comparison of
-    `comparisons_path` whose two summaries passed the filters (columns of `Method.pair_rows`)."""
+    `comparisons_path` whose two summaries passed the filters (columns of `Method.pair_rows`).
+    A method that does not learn from scores (`Method.learns_from_scores` False: sft, dpo) gets
+    the same rows from the scored or the unscored completions, its `reward` column NaN."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
-    rows, excluded = tldr_only(read_scored(scored_path, posts_path))
+    scores = method.learns_from_scores
+    rows, excluded = tldr_only(read_scored(scored_path, posts_path, scores=scores))
     sources = method.sources if method.sources is not None else settings.sources
     rows = rows[rows["source"].isin(sources)]
     if rows.empty:

@@ -3,6 +3,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 from pathlib import Path, PurePosixPath
 
 
@@ -188,6 +189,21 @@ def train_processes(wildcards, resources):
     """Processes `accelerate launch` starts: one per GPU granted (Snakemake lowers the request to
     what `--resources gpu=N` allows), or `scale.train_processes` CPU processes."""
     return resources.gpu or config["scale"]["train_processes"]
+
+
+def train_launcher(wildcards, input, resources):
+    """What starts a training's module (`train`, `train_reward_model`): `accelerate launch` with
+    the accelerate config and `train_processes`; a single CPU process (`device: cpu`, the demo)
+    runs as plain `python -m`, which gives the same weights (the module sees 1 process either
+    way) without the launcher's start-up of about 2 CPU seconds per training and without a DDP
+    wrapper over one gloo process."""
+    processes = train_processes(wildcards, resources)
+    if processes == 1 and config["device"] == "cpu":
+        return "python -m"
+    return (
+        f"accelerate launch --config_file {shlex.quote(input.accelerate_config)}"
+        f" --num_processes {processes} --module"
+    )
 
 
 def prompt_template(wildcards):
@@ -484,6 +500,20 @@ def method_start(wildcards):
     return method_base_model(wildcards)
 
 
+# Methods whose training rows use no reward-model score (`learns_from_scores` False in
+# rewardcond.methods): their trainsets are built from the unscored completions, so that their
+# training (sft, and dpo from it) runs while the reward model trains.
+UNSCORED_TRAINSET_METHODS = ("sft", "dpo")
+
+
+def trainset_completions(wildcards):
+    """The completions a method's trainset is built from: the scored ones, or the prepared
+    (unscored) ones for a method of UNSCORED_TRAINSET_METHODS."""
+    if wildcards.method in UNSCORED_TRAINSET_METHODS:
+        return f"data/prepared/{SOURCE}/completions.parquet"
+    return f"{RESULTS}/scored/completions.parquet"
+
+
 # Methods trained online against the run's reward model (`trains_online` in rewardcond.methods).
 ONLINE_METHODS = ("rloo",)
 def train_reward_model_input(wildcards):
@@ -497,3 +527,28 @@ def train_scorer(wildcards):
     if wildcards.method not in ONLINE_METHODS:
         return None
     return reward_model_scorer_params() | {"batch_tokens": config["reward_model"]["batch_tokens"]}
+
+
+# Job order when more jobs are ready than cores (the demo's 2): Snakemake starts the ready job of
+# the highest `priority` first (0 when not set). The reward model first (all but sft and dpo wait
+# for it), then the stages that lead to the long trainings before those that only lead to tables,
+# and within a stage sft's job first (the methods of FROM_SFT and best-of-N wait for its model).
+# Estimated for the demo's 2 cores by tests/benchmarks/bench_pipeline_time.py; the order
+# changes no result.
+STAGE_PRIORITY = {
+    "reward_model": 70,
+    "trainset": 60,
+    "train": 50,
+    "generate": 40,
+    "evaluate": 30,
+    "judge": 20,
+}
+
+
+def stage_priority(stage):
+    """The `priority:` of a stage's jobs: STAGE_PRIORITY[stage], plus 5 for method sft's."""
+
+    def priority(wildcards):
+        return STAGE_PRIORITY[stage] + 5 * (getattr(wildcards, "method", None) == "sft")
+
+    return priority

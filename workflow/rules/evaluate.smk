@@ -25,6 +25,7 @@ rule evaluate:
     threads: 1
     resources:
         gpu=gpus(),
+    priority: stage_priority("evaluate")
     log:
         "logs/evaluate/{method}.log",
     benchmark:

@@ -27,6 +27,7 @@ rule generate_summaries:
         gpu=gpus(),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("generate")
     log:
         "logs/generate_summaries/{method}.{scatteritem}.log",
     benchmark:
@@ -47,6 +48,7 @@ rule merge_generations:
         f"{RESULTS}/generations/{{method}}.parquet",
     wildcard_constraints:
         method=alternation(TRAINED_METHODS),
+    priority: stage_priority("evaluate")
     log:
         "logs/merge_generations/{method}.log",
     benchmark:
@@ -86,6 +88,7 @@ rule generate_best_of_n:
         gpu=gpus(),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("generate")
     log:
         "logs/generate_best_of_n/{method}.log",
     benchmark:

@@ -26,6 +26,7 @@ rule judge:
     threads: 1
     resources:
         gpu=judge_gpus(),
+    priority: stage_priority("judge")
     log:
         "logs/judge/{method}.log",
     benchmark:

@@ -28,6 +28,7 @@ rule kl:
         gpu=gpus(),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("generate")
     log:
         "logs/kl/{method}.log",
     benchmark:
@@ -57,6 +58,7 @@ rule kl_best_of_n:
         gpu=gpus(),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("generate")
     log:
         "logs/kl_best_of_n/{method}.log",
     benchmark:

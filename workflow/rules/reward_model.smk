@@ -17,7 +17,7 @@ rule train_reward_model:
         checkpoints=f"{RESULTS}/checkpoints/reward_model",
         seed=lookup(dpath="seed", within=config),
         device=lookup(dpath="device", within=config),
-        processes=train_processes,
+        launcher=train_launcher,
     # One thread: with models this small, a second thread gains little on an idle machine and
     # is several times slower on a busy one (measured 4.5x), while another job could use the core.
     threads: 1
@@ -25,6 +25,7 @@ rule train_reward_model:
     # results the same. Checkpoints (params.checkpoints) are no output: a killed job resumes.
     resources:
         gpu=gpus(config["scale"]["train_processes"]),
+    priority: stage_priority("reward_model")
     log:
         f"logs/train_reward_model/{RUN}.log",
     benchmark:
@@ -32,8 +33,7 @@ rule train_reward_model:
     conda:
         "../envs/rewardcond.yaml"
     shell:
-        "accelerate launch --config_file {input.accelerate_config:q}"
-        " --num_processes {params.processes} --module rewardcond.reward_models.training"
+        "{params.launcher} rewardcond.reward_models.training"
         " --comparisons {input.comparisons:q} --posts {input.posts:q} --base {input.base:q}"
         " --output {output.model:q} --checkpoints {params.checkpoints:q}"
         " --template {params.template:q} --params {params.train:q} --seed {params.seed}"
@@ -63,6 +63,7 @@ rule score_completions:
     threads: 1
     resources:
         gpu=gpus(),
+    priority: stage_priority("reward_model")
     log:
         f"logs/score_completions/{RUN}.{{scatteritem}}.log",
     benchmark:
@@ -85,6 +86,7 @@ rule merge_scored_completions:
     output:
         scored=f"{RESULTS}/scored/completions.parquet",
         report=f"{RESULTS}/scored/report.json",
+    priority: stage_priority("reward_model")
     log:
         f"logs/merge_scored_completions/{RUN}.log",
     benchmark:

@@ -21,7 +21,7 @@ rule train:
         checkpoints=f"{RESULTS}/checkpoints/{{method}}",
         seed=config["seed"],
         device=config["device"],
-        processes=train_processes,
+        launcher=train_launcher,
     # One thread: for the demo's tiny models a second one slows a job down on a shared machine
     # (tokens, 1200 steps: 188 s CPU on two threads vs 54 s on one); a GPU does the real work.
     threads: 1
@@ -30,6 +30,7 @@ rule train:
         gpu=gpus(config["scale"]["train_processes"]),
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("train")
     log:
         "logs/train/{method}.log",
     benchmark:
@@ -37,8 +38,7 @@ rule train:
     # A shell command, not a script: `accelerate launch` starts one copy of the train command
     # line per process, which a `script:` (run inside Snakemake's own Python) cannot be.
     shell:
-        "accelerate launch --config_file {input.accelerate_config:q}"
-        " --num_processes {params.processes} --module rewardcond.train"
+        "{params.launcher} rewardcond.train"
         " --method {wildcards.method} --method-options {params.method_options:q}"
         " --trainset {input.trainset:q} --base {input.base:q} --output {output:q}"
         " --checkpoints {params.checkpoints:q} --settings {params.settings:q}"

@@ -3,7 +3,7 @@
 
 rule trainset:
     input:
-        scored=f"{RESULTS}/scored/completions.parquet",
+        completions=trainset_completions,
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         base=method_base_model,
@@ -18,6 +18,7 @@ rule trainset:
         seed=config["seed"],
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("trainset")
     log:
         "logs/trainset/{method}.log",
     benchmark:
@@ -41,6 +42,7 @@ rule targets:
         template=prompt_template,
     conda:
         "../envs/rewardcond.yaml"
+    priority: stage_priority("trainset")
     log:
         "logs/targets/targets.log",
     benchmark:

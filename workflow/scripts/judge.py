@@ -1,14 +1,17 @@
 """Rules judge and judge_references: every row judged by every judge of evaluate.judges."""
 
-import torch
-
 from rewardcond.artifacts import log_to_file
 from rewardcond.judges.stage import run_judge
 from rewardcond.stats import BootstrapSettings
 
 log_to_file(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
 params = snakemake.params
+# Only a reward-model judge runs a model: a gold or llm judge job does not import torch (seconds
+# of start-up per job).
+if any(judge["kind"] == "reward_model" for judge in params.judges):
+    import torch
+
+    torch.set_num_threads(snakemake.threads)
 run_judge(
     rows_path=snakemake.input.get("rows"),
     prompts_path=snakemake.input.prompts,

@@ -5,7 +5,7 @@ from rewardcond.trainset import TrainsetSettings, build_trainset
 log_to_file(snakemake.log[0])
 build_trainset(
     get_method(snakemake.wildcards.method, snakemake.params.method_options),
-    scored_path=snakemake.input.scored,
+    scored_path=snakemake.input.completions,
     posts_path=snakemake.input.posts,
     comparisons_path=snakemake.input.comparisons,
     base_path=snakemake.input.base,

@@ -20,7 +20,6 @@ import pandas as pd
 from rewardcond.data.synthetic import GoldReward
 from rewardcond.llm_judge.protocol import LLMJudgeSettings
 from rewardcond.llm_judge.stage import judge_table
-from rewardcond.reward_models.scoring import load_scorer
 from rewardcond.stats import BootstrapSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +49,9 @@ def score_summaries(
             unique["post_id"].tolist(), unique["text"].tolist()
         )
     elif judge["kind"] == "reward_model":
+        # Imported here: gold and llm judges run without torch (seconds of start-up per job).
+        from rewardcond.reward_models.scoring import load_scorer
+
         scorer = load_scorer(**judge["scorer"], device=device, on_empty="skip", progress=False)
         missing = sorted(set(unique["post_id"]) - set(prompts.index))
         if missing:

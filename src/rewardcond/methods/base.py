@@ -64,6 +64,10 @@ class Method:
     conditioned: ClassVar[bool] = False
     #: Which completion sources it learns from (None: those the `trainset.sources` key lists).
     sources: ClassVar[tuple[str, ...] | None] = None
+    #: False when neither its training rows nor their labels use the reward model's scores: its
+    #: trainset is then built from the unscored completions, so that its training need not wait
+    #: for the reward model (the trainset rule's `completions` input).
+    learns_from_scores: ClassVar[bool] = True
     #: True when it learns from (prompt, chosen, rejected) pairs of the train comparisons
     #: (`pair_rows`, `pair_trainer`) instead of (prompt, completion) examples.
     learns_from_pairs: ClassVar[bool] = False

@@ -151,6 +151,7 @@ class DPOMethod(Method):
 
     name = "dpo"
     sources = ("comparison",)
+    learns_from_scores = False
     learns_from_pairs = True
 
     def __init__(

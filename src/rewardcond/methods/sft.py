@@ -9,3 +9,4 @@ class SFTMethod(Method):
 
     name = "sft"
     sources = ("reference",)
+    learns_from_scores = False

@@ -1,0 +1,81 @@
+"""tests/benchmarks/bench_pipeline_time.py: the time figures of a finished run, from a run folder
+laid out as Snakemake leaves it (metadata records named by their output, benchmark files)."""
+
+import base64
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent / "benchmarks" / "bench_pipeline_time.py"
+spec = importlib.util.spec_from_file_location("bench_pipeline_time", SCRIPT)
+bench = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_job(run: Path, rule: str, name: str, outputs, inputs, start, end, cpu):
+    folder = run / ".snakemake" / "metadata"
+    folder.mkdir(parents=True, exist_ok=True)
+    for output in outputs:
+        record = {
+            "rule": rule,
+            "input": list(inputs),
+            "log": [f"logs/{rule}/{name}.log"],
+            "starttime": start,
+            "endtime": end,
+            "incomplete": False,
+        }
+        encoded = base64.urlsafe_b64encode(output.encode()).decode()
+        (folder / encoded).write_text(json.dumps(record))
+    benchmark = run / "benchmarks" / rule / f"{name}.tsv"
+    benchmark.parent.mkdir(parents=True, exist_ok=True)
+    wall = end - start
+    benchmark.write_text(HEADER + f"{wall}\t0:00:01\t1\t1\t1\t1\t0\t0\t90.0\t{cpu}\n")
+
+
+@pytest.fixture
+def run(tmp_path):
+    # base (100 s) -> a (10 s) and b (40 s) and c (30 s); c also needs a; d (5 s) needs b and c.
+    write_job(tmp_path, "base", "x", ["m/base", "m/base.json"], ["raw.txt"], 0, 101, 100)
+    write_job(tmp_path, "a", "x", ["a.txt"], ["m/base"], 101, 112, 10)
+    write_job(tmp_path, "b", "x", ["b.txt"], ["m/base"], 101, 142, 40)
+    write_job(tmp_path, "c", "x", ["c.txt"], ["m/base", "a.txt"], 112, 143, 30)
+    write_job(tmp_path, "d", "x", ["d.txt"], ["b.txt", "c.txt", "src/lib.py"], 143, 150, 5)
+    return tmp_path
+
+
+def test_totals_critical_path_bound_and_schedule(run):
+    jobs = bench.read_jobs(run)
+    assert sorted(job.rule for job in jobs) == ["a", "b", "base", "c", "d"]
+    needs = bench.dependencies(jobs)
+    length, path = bench.critical_path(jobs, needs)
+    assert length == 145.0  # base 100 + a 10 + c 30 + d 5
+    assert [jobs[index].rule for index in path] == ["base", "a", "c", "d"]
+    assert sum(job.cpu for job in jobs) == 185.0
+    # 2 cores: base, then a and b, c after a (at 110), b ends 140, c ends 140, d 145.
+    assert bench.list_schedule(jobs, needs, 2) == 145.0
+    assert bench.list_schedule(jobs, needs, 1) == 185.0
+
+
+def test_prints_the_figures(run):
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), str(run), "--cores", "2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "5 jobs; total CPU 185.0 s" in out
+    assert "critical path 145.0 CPU s:" in out
+    assert "lower bound on 2 idle cores: max(145.0, 185.0/2) = 145.0 s" in out
+    assert "measured wall 150.0 s" in out
+
+
+def test_a_job_without_its_benchmark_file_is_named(run):
+    (run / "benchmarks" / "c" / "x.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match=r"job of rule c \(log logs/c/x.log\): no .*x.tsv"):
+        bench.read_jobs(run)
