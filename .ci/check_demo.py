@@ -3,7 +3,8 @@ scalar's Spearman(target, achieved) >= 0.5 on the reward model and on gold, scal
 in-range target beats sft on gold reward, rloo is there and beats sft on the reward model it is
 trained against, every method x target has its KL from sft (issue 16) in summary.csv and every
 method in winrate.csv, with the frontier plot and the matched-KL table, and the gold judge agrees
-with the labellers on valid2 more often than the proxy (issue 17)."""
+with the labellers on valid2 more often than the proxy and is the held-out side of the matched-KL
+and over-optimisation tables (issue 17)."""
 
 import sys
 from pathlib import Path
@@ -109,8 +110,15 @@ def kl_problems(run_dir: Path) -> list[str]:
             problems.append(f"tables/{name}.csv: sft's kl_sft is {sft.tolist()}, expected 0")
     matched = pd.read_csv(run_dir / "tables/matched_kl.csv")
     print(matched.to_string())
-    if sorted(matched["metric"]) != ["achieved_reward", "gold_reward"]:
-        problems.append("tables/matched_kl.csv: expected scalar vs rloo on gold and RM reward")
+    if sorted(matched["metric"]) != ["achieved_reward", "judge_gold_mean"]:
+        problems.append(
+            "tables/matched_kl.csv: expected scalar vs rloo on the main judge gold's score "
+            "(judge_gold_mean) and RM reward"
+        )
+    # Issue 17 §1: the over-optimisation table's held-out side is the main judge, gold.
+    flags = pd.read_csv(run_dir / "tables/overoptimisation.csv")
+    if "judge_gold_mean_difference" not in flags.columns:
+        problems.append("tables/overoptimisation.csv has no judge_gold_mean_difference column")
     return problems
 
 

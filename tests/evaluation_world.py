@@ -6,7 +6,10 @@ import json
 import numpy as np
 import pandas as pd
 
+from rewardcond.artifacts import write_parquet
+from rewardcond.evaluation.judged import attach_judges
 from rewardcond.evaluation.targets import Target
+from rewardcond.judges import ROW_KEYS
 
 TARGETS = [Target("q05", -1.0, True), Target("q50", 0.0, True), Target("max+1sd", 2.0, False)]
 POST_IDS = [f"p{i}" for i in range(8)]
@@ -124,3 +127,60 @@ def with_rloo_and_bon(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
     bon = sft.assign(method="bon4", reward=sft["reward"] + 0.4, gold=sft["gold"] + 0.05,
                      n_candidates=4)  # fmt: skip
     return [*frames, rloo, bon]
+
+
+#: The judges of `judged_world` ({name: kind}).
+JUDGES = {"gold": "gold", "deberta": "reward_model", "gpt": "llm"}
+#: The demo's judges: the world's gold function, the main judge.
+GOLD_JUDGE = {"gold": "gold"}
+
+
+def judged_world(frames, references):
+    """The judged files (rules `judge`, `judge_references`) of evaluated `frames`: gold = the
+    evaluated gold column; deberta scores a row post index + sample, the references 5.0; gpt's
+    verdict is 1 for sample 0, 0.5 for sample 1, NaN (malformed) at (p0, sample 1)."""
+    judged = []
+    for frame in frames:
+        part = frame[list(ROW_KEYS)].copy()
+        index = frame["post_id"].map({post_id: i for i, post_id in enumerate(POST_IDS)})
+        part["judge_gold"] = frame["gold"]
+        part["judge_deberta"] = (index + frame["sample"]).astype(float)
+        verdict = np.where(frame["sample"] == 0, 1.0, 0.5)
+        verdict[((frame["post_id"] == "p0") & (frame["sample"] == 1)).to_numpy()] = np.nan
+        part["judge_gpt"] = verdict
+        judged.append(part)
+    judged_references = pd.DataFrame(
+        {
+            "post_id": references["post_id"],
+            "judge_gold": references["gold"],
+            "judge_deberta": 5.0,
+            "judge_gpt": 0.5,
+        }
+    )
+    return judged, judged_references
+
+
+def gold_judged(frame, frames, references):
+    """`combine`'s `frame` with the gold judge's columns (`attach_judges`, `GOLD_JUDGE`)."""
+    return attach_judges(frame, *judged_world(frames, references), GOLD_JUDGE)
+
+
+def write_judged(directory, frames, references, judged=None):
+    """The judged files of `frames` (`judged_world`'s, or `judged` = (parts, references)) and a
+    judges.csv under `directory`; returns publish's keyword arguments for them."""
+    parts, judged_references = judged or judged_world(frames, references)
+    paths = []
+    for part in parts:
+        paths.append(directory / "judged" / f"{part['method'].iloc[0]}.parquet")
+        write_parquet(paths[-1], part)
+    write_parquet(directory / "judged" / "references.parquet", judged_references)
+    names = [c.removeprefix("judge_") for c in judged_references.columns if c != "post_id"]
+    pd.DataFrame(
+        {"judge": ["proxy", *names], "kind": "x", "model": "m", "split": "valid2", "n": 40,
+         "n_unjudged": 0, "agreement": 0.7, "ci_low": 0.6, "ci_high": 0.8, "source": ""}
+    ).to_csv(directory / "judges.csv", index=False)  # fmt: skip
+    return {
+        "judged": paths,
+        "judged_references": directory / "judged" / "references.parquet",
+        "judges_table": directory / "judges.csv",
+    }

@@ -7,17 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from evaluation_world import (
+    GOLD_JUDGE,
     KL_OF,
     POST_IDS,
     TARGETS,
+    gold_judged,
     make_kl,
     make_world,
     with_rloo_and_bon,
+    write_judged,
     write_targets,
 )
 
 from rewardcond.artifacts import write_parquet
 from rewardcond.evaluation.frontier import attach_kl, closest_kl_target, matched_kl
+from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.summary import combine, summarize
 from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.render import PLOTS, build_tables, publish
@@ -26,6 +30,7 @@ from rewardcond.report.verdict import matched_kl_line, verdict_lines
 from rewardcond.stats import BootstrapSettings
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
+GOLD = HeldOutJudge("gold", "gold")
 
 
 def world(**options):
@@ -35,10 +40,16 @@ def world(**options):
     return frames, references, kl
 
 
-def tables_for(**options):
+def tables_for(main_judge="gold", **options):
+    """The tables of `world(**options)`, with the gold judge as the main judge (the demo's), or
+    with no judge (`main_judge` None)."""
     frames, references, kl = world(**options)
     frame = combine(frames, references, TARGETS)
-    return build_tables(frame, TARGETS, SETTINGS, kl=kl, main_method="scalar")
+    if main_judge is not None:
+        frame = gold_judged(frame, frames, references)
+    judges = GOLD_JUDGE if main_judge else None
+    return build_tables(frame, TARGETS, SETTINGS, kl=kl, main_method="scalar", judges=judges,
+                        main_judge=main_judge)  # fmt: skip
 
 
 def test_every_method_and_target_has_its_kl_and_best_of_n_its_bound_too():
@@ -89,7 +100,7 @@ def test_scalar_is_compared_with_rloo_at_the_target_of_closest_kl():
     assert closest_kl_target(tables["summary"], "scalar", 0.45) == "q50"
     assert closest_kl_target(tables["summary"], "scalar", 1.2) == "max+1sd"
     matched = tables["matched_kl"].set_index("metric")
-    assert matched.index.tolist() == ["gold_reward", "achieved_reward"]
+    assert matched.index.tolist() == ["judge_gold_mean", "achieved_reward"]
     assert matched["target_name"].tolist() == ["q50", "q50"]
     assert matched["other_kl_sft"].round(12).tolist() == [0.45, 0.45]
     # scalar @ q50: gold 0.5, reward ~0; rloo: gold ~0.2, reward ~1.0 (sft's + 0.8).
@@ -97,25 +108,29 @@ def test_scalar_is_compared_with_rloo_at_the_target_of_closest_kl():
     scalar = frames[0][frames[0]["target_name"] == "q50"].groupby("post_id")
     rloo = frames[3].groupby("post_id")
     expected = (scalar["gold"].mean() - rloo["gold"].mean()).mean()
-    assert matched.loc["gold_reward", "difference"] == pytest.approx(expected)
-    assert matched.loc["gold_reward", "difference"] == pytest.approx(0.3, abs=0.02)
+    assert matched.loc["judge_gold_mean", "difference"] == pytest.approx(expected)
+    assert matched.loc["judge_gold_mean", "difference"] == pytest.approx(0.3, abs=0.02)
     assert matched.loc["achieved_reward", "difference"] < -0.5
     assert matched["significant"].tolist() == [True, True]
     assert matched["n_prompts"].tolist() == [len(POST_IDS)] * 2
-    line = next(line for line in verdict_lines(tables, 0.95, "scalar") if "matched KL" in line)
-    assert line.startswith(
-        "**scalar vs rloo at matched KL**: scalar @ q50 (KL 0.40) minus rloo (KL 0.45): gold +0.3"
+    line = next(
+        line for line in verdict_lines(tables, 0.95, "scalar", GOLD) if "matched KL" in line
     )
-    assert line.endswith("; scalar is ahead on gold; rloo is ahead on RM.")
+    assert line.startswith(
+        "**scalar vs rloo at matched KL**: scalar @ q50 (KL 0.40) minus rloo (KL 0.45): gold "
+        "score +0.3"
+    )
+    assert line.endswith("; scalar is ahead on gold score; rloo is ahead on RM.")
     # KLs far apart are said to be unmatched: scalar's closest target is then named as such.
     summary = tables["summary"].copy()
     summary.loc[summary["method"] == "rloo", "kl_sft"] = 5.0
-    unmatched = matched_kl(combine(*world()[:2], TARGETS), summary, SETTINGS, "scalar")
+    frames, references, _ = world()
+    frame = gold_judged(combine(frames, references, TARGETS), frames, references)
+    unmatched = matched_kl(frame, summary, SETTINGS, "scalar", judge=GOLD)
     assert unmatched["target_name"].tolist() == ["max+1sd", "max+1sd"]
-    assert matched_kl_line(unmatched, gold=True).endswith(
-        "; rloo is ahead on gold; scalar is ahead on RM. Not matched: no target of scalar comes "
-        "within 1.5x of "
-        "rloo's KL; this is scalar's closest."
+    assert matched_kl_line(unmatched, GOLD).endswith(
+        "; rloo is ahead on gold score; scalar is ahead on RM. Not matched: no target of scalar "
+        "comes within 1.5x of rloo's KL; this is scalar's closest."
     )
 
 
@@ -128,9 +143,9 @@ def test_overoptimisation_is_flagged_for_every_method_from_its_paired_difference
     assert flagged == [("scalar", "max+1sd"), ("rloo", "none")]
     rloo = flags.loc[("rloo", "none")]
     assert rloo["rm_difference"] == pytest.approx(0.8)
-    assert rloo["gold_difference"] == pytest.approx(-0.2)
-    assert rloo["rm_ci_low"] > 0 and rloo["gold_ci_high"] < 0
-    lines = verdict_lines(tables, 0.95, "scalar")
+    assert rloo["judge_gold_mean_difference"] == pytest.approx(-0.2)
+    assert rloo["rm_ci_low"] > 0 and rloo["judge_gold_mean_difference_ci_high"] < 0
+    lines = verdict_lines(tables, 0.95, "scalar", GOLD)
     starts = [line for line in lines if line.split("**")[1:2] and "over-optimises" in line]
     assert [line.split("**")[1] for line in starts] == [
         "scalar over-optimises",
@@ -141,20 +156,16 @@ def test_overoptimisation_is_flagged_for_every_method_from_its_paired_difference
     )
     assert starts[1] == (
         "**rloo over-optimises** from rloo (KL 0.45): RM +0.800 [0.800, 0.800] above sft's, gold "
-        "-0.200 [-0.200, -0.200] below."
+        "score -0.200 [-0.200, -0.200] below."
     )
     assert (
-        "No condition with the RM reward above sft's and gold below (both intervals): text, "
+        "No condition with the RM reward above sft's and gold score below (both intervals): text, "
         in ("\n".join(lines))
     )
-    # Without gold nothing is flagged (NA), and the verdict names no gold figure.
-    no_gold = tables_for(with_gold=False)
-    assert no_gold["overoptimisation"]["overoptimised"].isna().all()
-    assert not any("gold" in line.lower() for line in verdict_lines(no_gold, 0.95, "scalar"))
 
 
 def test_verdict_bullets_are_short():
-    lines = verdict_lines(tables_for(), 0.95, "scalar")
+    lines = verdict_lines(tables_for(), 0.95, "scalar", GOLD)
     assert len(lines) >= 10
     assert max(map(len, lines)) <= 320, max(lines, key=len)
 
@@ -202,6 +213,9 @@ def test_report_shows_kl_a_blank_train_time_and_the_frontier(tmp_path):
         n_resamples=100,
         seed=3,
         main_method="scalar",
+        judges=GOLD_JUDGE,
+        main_judge="gold",
+        **write_judged(tmp_path, frames, references),
     )
     results = tmp_path / "results"
     report = (results / "REPORT.md").read_text()

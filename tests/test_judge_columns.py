@@ -1,19 +1,16 @@
 """The judges' columns of summary.csv / winrate.csv and the REPORT's "Judges" section
 (issue 17 §1), on the small evaluated world of evaluation_world."""
 
-import numpy as np
 import pandas as pd
 import pytest
-from evaluation_world import POST_IDS, TARGETS, make_world, write_targets
+from evaluation_world import JUDGES, TARGETS, judged_world, make_world, write_targets
 from test_report import SETTINGS, kl_summary, write_kl
 
 from rewardcond.artifacts import write_parquet
 from rewardcond.evaluation.judged import attach_judges
 from rewardcond.evaluation.summary import combine
-from rewardcond.judges import ROW_KEYS
 from rewardcond.report.render import build_tables, publish
 
-JUDGES = {"gold": "gold", "deberta": "reward_model", "gpt": "llm"}
 #: deberta scores a row (post index + sample); the references score 5.0. Per method x target
 #: (8 prompts x 2 samples): sample 0 wins at p6, p7 and ties at p5; sample 1 wins at p5, p6, p7
 #: and ties at p4: (5 + 2 x 0.5) / 16 = 0.375; mean score 3.5 + 0.5 = 4.0.
@@ -22,36 +19,18 @@ DEBERTA_WINRATE, DEBERTA_MEAN = 0.375, 4.0
 GPT_WINRATE = (8 * 1.0 + 7 * 0.5) / 15
 
 
-def judged_world(frames, references):
-    """The judged files of `make_world`: gold = the evaluated gold column, deberta and gpt as
-    above."""
-    judged = []
-    for frame in frames:
-        part = frame[list(ROW_KEYS)].copy()
-        index = frame["post_id"].map({post_id: i for i, post_id in enumerate(POST_IDS)})
-        part["judge_gold"] = frame["gold"]
-        part["judge_deberta"] = (index + frame["sample"]).astype(float)
-        verdict = np.where(frame["sample"] == 0, 1.0, 0.5)
-        verdict[((frame["post_id"] == "p0") & (frame["sample"] == 1)).to_numpy()] = np.nan
-        part["judge_gpt"] = verdict
-        judged.append(part)
-    judged_references = pd.DataFrame(
-        {
-            "post_id": references["post_id"],
-            "judge_gold": references["gold"],
-            "judge_deberta": 5.0,
-            "judge_gpt": 0.5,
-        }
-    )
-    return judged, judged_references
-
-
 def judge_tables():
     frames, references = make_world()
     judged, judged_references = judged_world(frames, references)
     frame = attach_judges(combine(frames, references, TARGETS), judged, judged_references, JUDGES)
     return build_tables(
-        frame, TARGETS, SETTINGS, kl=kl_summary(frames), main_method="scalar", judges=JUDGES
+        frame,
+        TARGETS,
+        SETTINGS,
+        kl=kl_summary(frames),
+        main_method="scalar",
+        judges=JUDGES,
+        main_judge="gold",
     )
 
 
@@ -156,6 +135,7 @@ def test_publish_reads_the_judged_files_and_reports_the_judges(tmp_path):
         seed=3,
         main_method="scalar",
         judges=JUDGES,
+        main_judge="gold",
         judged=judged_paths,
         judged_references=tmp_path / "judged" / "references.parquet",
         judges_table=tmp_path / "judges.csv",
@@ -197,4 +177,5 @@ def test_publish_reads_the_judged_files_and_reports_the_judges(tmp_path):
             kl=write_kl(tmp_path, frames),
             results=tmp_path / "none",
             judges={"gold": "gold"},
+            main_judge="gold",
         )

@@ -298,6 +298,42 @@ def assert_judged(workdir: Path, judges: dict[str, str], proxy: str) -> None:
     assert examples["proxy_reward"].notna().sum() > 0
 
 
+def assert_main_judge(workdir: Path, name: str | None) -> None:
+    """The verdict, comparisons.csv, matched_kl.csv and overoptimisation.csv take their held-out
+    side from `evaluate.main_judge` (issue 17 §1): named `name` and with finite figures; without
+    a judge (`name` None) they say the proxy only, with no judge column and no flag."""
+    results = workdir / RESULTS
+    verdict = (results / "REPORT.md").read_text().split("## Verdict\n")[1].split("\n## ")[0]
+    comparisons = pd.read_csv(results / "tables/comparisons.csv")
+    matched = pd.read_csv(results / "tables/matched_kl.csv")
+    flags = pd.read_csv(results / "tables/overoptimisation.csv")
+    figures = ["difference", "ci_low", "ci_high"]
+    if name is None:
+        assert verdict.startswith("- No held-out judge in this run (`evaluate.judges` is empty)")
+        assert not comparisons["metric"].str.startswith("judge_").any()
+        assert matched["metric"].tolist() == ["achieved_reward"]
+        assert "overoptimised" not in flags.columns
+        assert not any(column.startswith("judge_") for column in flags.columns)
+        return
+    assert verdict.startswith(f"- Held-out judge: **{name}** (kind reward_model,"), verdict[:200]
+    judged = [line for line in verdict.splitlines() if f"{name} score" in line]
+    assert judged, verdict
+    assert not [line for line in judged if "n/a" in line or "nan" in line], judged
+    metric = f"judge_{name}_mean"
+    rows = comparisons[comparisons["metric"] == metric]
+    assert len(rows) > 0, comparisons["metric"].unique()
+    assert np.isfinite(rows[[*figures, "method_value", "other_value"]]).all().all(), rows
+    assert matched["metric"].tolist() == [metric, "achieved_reward"]
+    assert np.isfinite(matched[figures]).all().all(), matched
+    columns = [f"{metric}_difference", f"{metric}_difference_ci_low",
+               f"{metric}_difference_ci_high"]  # fmt: skip
+    assert len(flags) == len(pd.read_csv(results / "tables/summary.csv")) - 1  # all but sft
+    assert np.isfinite(flags[columns]).all().all(), flags
+    assert flags["overoptimised"].notna().all()
+    title = (results / "tables/overoptimisation.md").read_text().splitlines()[0]
+    assert f"held-out judge {name}" in title, title
+
+
 def test_default_config(rehearsal):
     workdir, mirror = rehearsal["workdir"], rehearsal["mirror"]
     rehearsal["times"]["default"] = run_snakemake(
@@ -338,6 +374,7 @@ def test_default_config(rehearsal):
     )  # fmt: skip
     assert (hub["hub_id"], hub["revision"]) == (judge["hub_id"], judge["revision"])
     assert_judged(workdir, {"deberta": "reward_model"}, proxy)
+    assert_main_judge(workdir, "deberta")
 
 
 def test_default_config_with_an_llm_judge_added(rehearsal):
@@ -388,6 +425,7 @@ def test_default_config_with_the_pretrained_reward_model_as_the_proxy(rehearsal)
     identity = f"{pinned['hub_id']}@{pinned['revision']}"
     assert_published(workdir, identity)
     assert_judged(workdir, {}, identity)
+    assert_main_judge(workdir, None)
     # README "Results of a run": the tables and plots bundled into one HTML report
     report = rehearsal["tmp"] / "report.html"
     command = [sys.executable, "-m", "snakemake", "--cores", "2", "--report", str(report)]

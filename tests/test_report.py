@@ -7,22 +7,28 @@ import numpy as np
 import pandas as pd
 import pytest
 from evaluation_world import (
+    GOLD_JUDGE,
     POST_IDS,
     SAMPLES,
     TARGETS,
+    gold_judged,
     make_kl,
     make_world,
+    write_judged,
     write_targets,
 )
 
 from rewardcond.artifacts import write_parquet
+from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.summary import best_targets, combine
 from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.render import PLOTS, TABLES, build_tables, publish
-from rewardcond.report.verdict import NO_GOLD, verdict_lines
+from rewardcond.report.verdict import NO_JUDGE, verdict_lines
 from rewardcond.stats import MIN_PROMPTS, BootstrapSettings, spearman
 
 SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
+#: The demo's held-out judge: the world's gold function (`evaluate.main_judge: gold`).
+GOLD = HeldOutJudge("gold", "gold")
 SUMMARY_COLUMNS = [
     "method",
     "target_name",
@@ -122,9 +128,13 @@ def write_kl(directory, frames):
     return paths
 
 
-def tables_for(main_method="scalar", **world):
+def tables_for(main_method="scalar", main_judge="gold", **world):
+    """The tables of `make_world(**world)`; with `main_judge` "gold" the gold judge attached
+    (as the demo has it), with None no judge."""
     frames, references = make_world(**world)
     frame = combine(frames, references, TARGETS)
+    if main_judge is not None:
+        frame = gold_judged(frame, frames, references)
     return build_tables(
         frame,
         TARGETS,
@@ -132,11 +142,13 @@ def tables_for(main_method="scalar", **world):
         kl=kl_summary(frames),
         train_seconds={"scalar": 60.0},
         main_method=main_method,
+        judges=GOLD_JUDGE if main_judge else None,
+        main_judge=main_judge,
     )
 
 
 def test_tables_have_the_contracted_columns_and_rows():
-    tables = tables_for()
+    tables = tables_for(main_judge=None)
     summary, correlation, winrate = tables["summary"], tables["correlation"], tables["winrate"]
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert list(correlation.columns) == CORRELATION_COLUMNS
@@ -201,21 +213,23 @@ def test_win_rates_against_the_reference():
 
 
 def test_verdict_follows_the_numbers():
-    lines = verdict_lines(tables_for(text_gold=0.4), 0.95, "scalar")
-    gold_line = next(line for line in lines if line.startswith("Highest gold reward"))
-    assert gold_line.startswith("Highest gold reward: **scalar @ q50** with 0.50")
+    lines = verdict_lines(tables_for(text_gold=0.4), 0.95, "scalar", GOLD)
+    assert lines[0].startswith("Held-out judge: **gold** (kind gold, `evaluate.main_judge`)")
+    gold_line = next(line for line in lines if line.startswith("Highest gold score"))
+    assert gold_line.startswith("Highest gold score (held-out judge): **scalar @ q50** with 0.50")
     # Short: the significant differences with their intervals, the ties by name only.
     assert re.fullmatch(
-        r"Highest gold reward: \*\*scalar @ q50\*\* with 0\.507 \[95% CI 0\.\d+, 0\.\d+\]; "
+        r"Highest gold score \(held-out judge\): \*\*scalar @ q50\*\* with 0\.507 "
+        r"\[95% CI 0\.\d+, 0\.\d+\]; "
         r"beats text @ q50 \(\+0\.10\d \[0\.\d+, 0\.\d+\]\), "
         r"sft \(\+0\.1\d\d \[0\.\d+, 0\.\d+\]\)\.",
         gold_line,
     )
-    changed = verdict_lines(tables_for(text_gold=0.8), 0.95, "scalar")
-    gold_line = next(line for line in changed if line.startswith("Highest gold reward"))
-    assert gold_line.startswith("Highest gold reward: **text @ q50** with 0.80")
+    changed = verdict_lines(tables_for(text_gold=0.8), 0.95, "scalar", GOLD)
+    gold_line = next(line for line in changed if line.startswith("Highest gold score"))
+    assert gold_line.startswith("Highest gold score (held-out judge): **text @ q50** with 0.80")
     assert re.search(r"beats scalar @ q50 \(\+0\.(29|30|31)\d \[0\.\d+, 0\.\d+\]\)", gold_line)
-    main = next(line for line in changed if line.startswith("scalar on gold reward"))
+    main = next(line for line in changed if line.startswith("scalar on gold score"))
     assert "loses to text" in main and "beats sft" in main
     calibration = next(line for line in lines if line.startswith("Best calibration"))
     assert calibration.startswith("Best calibration (pooled Spearman(target, achieved), in-range")
@@ -229,7 +243,7 @@ def test_verdict_follows_the_numbers():
     ids=["falls", "flat", "rises"],
 )
 def test_overoptimisation_sentence_only_when_proxy_rises_and_gold_falls(slope, expected):
-    lines = verdict_lines(tables_for(scalar_gold_slope=slope), 0.95, "scalar")
+    lines = verdict_lines(tables_for(scalar_gold_slope=slope), 0.95, "scalar", GOLD)
     flagged = [line for line in lines if "this is over-optimisation" in line]
     assert len(flagged) == int(expected)
     if expected:
@@ -239,10 +253,10 @@ def test_overoptimisation_sentence_only_when_proxy_rises_and_gold_falls(slope, e
 
 
 def test_world_without_gold_says_so_once_and_names_no_gold_metric():
-    lines = verdict_lines(tables_for(with_gold=False), 0.95, "scalar")
-    assert lines[0] == NO_GOLD
+    lines = verdict_lines(tables_for(with_gold=False, main_judge=None), 0.95, "scalar")
+    assert lines[0] == NO_JUDGE
     assert not any("gold" in line.lower() for line in lines)
-    assert not any("over-optimisation" in line.lower() for line in lines)
+    assert not any("over-optimisation" in line.lower() for line in lines[1:])
     assert any(line.startswith("Highest win rate against the reference under the reward model")
                for line in lines)  # fmt: skip
 
@@ -288,7 +302,7 @@ def test_report_of_a_run_without_gold_mentions_no_gold_and_names_the_pretrained_
     results = tmp_path / "results"
     report = (results / "REPORT.md").read_text()
     assert [line for line in report.splitlines() if "gold" in line.lower()] == []
-    assert f"- {NO_GOLD}\n" in report
+    assert f"- {NO_JUDGE}\n" in report
     assert f"reward model: pretrained `org/rm` at revision {'a' * 40}." in report
     summary = pd.read_csv(results / "tables" / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
@@ -330,6 +344,9 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
         results=results,
         benchmarks=benchmarks,
         data_files={"eval prompts": tmp_path / "eval_prompts.parquet"},
+        judges=GOLD_JUDGE,
+        main_judge="gold",
+        **write_judged(tmp_path, frames, references),
         setup={
             "run": "fixture",
             "seed": 3,
@@ -350,7 +367,7 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
     assert len(pd.read_csv(results / "tables" / "summary.csv")) == 7
     assert pd.read_csv(results / "tables" / "winrate.csv")["train_seconds"].iloc[0] == 42.0
     report = (results / "REPORT.md").read_text()
-    for line in verdict_lines(tables, 0.95, "scalar"):
+    for line in verdict_lines(tables, 0.95, "scalar", GOLD):
         assert f"- {line}\n" in report
     assert "**Over-optimisation in scalar**" in report
     assert "| eval prompts |      8 |" in report
@@ -428,8 +445,9 @@ def degenerate_world(*, scalar_too=False, prompts=POST_IDS):
 
 def degenerate_tables(**world):
     frames, references = degenerate_world(**world)
-    frame = combine(frames, references, TARGETS)
-    return build_tables(frame, TARGETS, SETTINGS, main_method="scalar")
+    frame = gold_judged(combine(frames, references, TARGETS), frames, references)
+    return build_tables(frame, TARGETS, SETTINGS, main_method="scalar", judges=GOLD_JUDGE,
+                        main_judge="gold")  # fmt: skip
 
 
 def test_a_target_blind_method_has_an_undefined_correlation_with_its_reason():
@@ -459,7 +477,7 @@ def test_a_target_blind_method_has_an_undefined_correlation_with_its_reason():
 
 def test_the_verdict_never_crowns_an_undefined_or_a_negative_correlation():
     tables = degenerate_tables()
-    lines = verdict_lines(tables, 0.95, "scalar")
+    lines = verdict_lines(tables, 0.95, "scalar", GOLD)
     # scalar's is the only Spearman left (text's is undefined), and it is negative: no crown.
     (calibration,) = [line for line in lines if "pooled Spearman(target, achieved)" in line]
     assert calibration.startswith(
@@ -477,7 +495,7 @@ def test_the_verdict_never_crowns_an_undefined_or_a_negative_correlation():
     comparisons = tables["comparisons"]
     assert comparisons[comparisons["metric"] == "spearman_pooled"].empty
 
-    lines = verdict_lines(degenerate_tables(scalar_too=True), 0.95, "scalar")
+    lines = verdict_lines(degenerate_tables(scalar_too=True), 0.95, "scalar", GOLD)
     assert (
         "No calibration (pooled Spearman(target, achieved), in-range targets) to rank: scalar "
         "(undefined: the reward-model score is the same at every target within each of its 8 "
@@ -491,8 +509,10 @@ def test_figures_from_too_few_prompts_are_not_ranked():
     frames, references = make_world()
     few = POST_IDS[: MIN_PROMPTS - 1]
     frames = [frame[frame["post_id"].isin(few)] for frame in frames]
-    frame = combine(frames, references[references["post_id"].isin(few)], TARGETS)
-    tables = build_tables(frame, TARGETS, SETTINGS, main_method="scalar")
+    references = references[references["post_id"].isin(few)]
+    frame = gold_judged(combine(frames, references, TARGETS), frames, references)
+    tables = build_tables(frame, TARGETS, SETTINGS, main_method="scalar", judges=GOLD_JUDGE,
+                          main_judge="gold")  # fmt: skip
     correlation = tables["correlation"].set_index("method")
     assert correlation.loc["scalar", "spearman_per_prompt_n"] == 4
     assert np.isfinite(correlation.loc["scalar", "spearman_pooled"])  # reported, not ranked
@@ -501,12 +521,12 @@ def test_figures_from_too_few_prompts_are_not_ranked():
     )
     assert tables["winrate"]["n_prompts"].tolist() == [4, 4, 4]
     assert tables["comparisons"].empty
-    lines = verdict_lines(tables, 0.95, "scalar")
+    lines = verdict_lines(tables, 0.95, "scalar", GOLD)
     assert (
-        "No gold reward to rank: scalar @ q50 (4 prompts, fewer than 5); text @ q50 (4 prompts, "
-        "fewer than 5); sft (4 prompts, fewer than 5)."
+        "No gold score (held-out judge) to rank: scalar @ q50 (4 prompts, fewer than 5); "
+        "text @ q50 (4 prompts, fewer than 5); sft (4 prompts, fewer than 5)."
     ) in lines
-    assert not any("**" in line for line in lines)
+    assert not any("**" in line for line in lines[1:])  # the first names the judge
 
 
 def test_report_shows_the_undefined_figure_as_nan_with_its_reason(tmp_path):

@@ -144,6 +144,9 @@ rule publish:
         level=lookup(dpath="evaluate/ci_level", within=config),
         main_method=lookup(dpath="evaluate/main_method", within=config),
         judges={judge["name"]: judge["kind"] for judge in JUDGES},
+        # The held-out side of the verdict, comparisons, matched-KL/over-optimisation tables and
+        # plots (issue 17 §1); null without judges.
+        main_judge=lookup(dpath="evaluate/main_judge", within=config, default=None),
         seed=lookup(dpath="seed", within=config),
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,

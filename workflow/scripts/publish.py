@@ -24,6 +24,7 @@ publish(
     seed=snakemake.params.seed,
     main_method=snakemake.params.main_method,
     judges=dict(snakemake.params.judges),
+    main_judge=snakemake.params.main_judge,
     judged=snakemake.input.judged,
     judged_references=snakemake.input.judged_references or None,
     judges_table=snakemake.input.judges_table or None,

@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping
 
 import pandas as pd
 
+from rewardcond.evaluation.judged import HeldOutJudge, win_column
 from rewardcond.evaluation.summary import best_targets, win_rates
 from rewardcond.evaluation.targets import IN_RANGE
+from rewardcond.judges import judge_column
 from rewardcond.stats import (
     MIN_PROMPTS,
     BootstrapSettings,
@@ -27,16 +29,20 @@ def _pooled(column: str) -> Callable[[Mapping], float]:
     return statistic
 
 
-def spearman_note(rows: pd.DataFrame, column: str, n_defined: int) -> str:
+def spearman_note(
+    rows: pd.DataFrame, column: str, n_defined: int, scores: str | None = None
+) -> str:
     """Why the Spearman(target, `column`) of a method's in-range `rows` is undefined (NaN) or not
     ranked, or "" when it is neither. `n_defined`: prompts with a per-prompt correlation.
 
     A method that writes the same summary at every target gets the same reward at every target
     within each prompt; pooled over prompts its Spearman is then exactly 0, in every bootstrap
     resample too, a figure of the design, not of the method: it is undefined, as a correlation
-    with a constant is.
+    with a constant is. `scores`: what `column` holds, for the note (default: gold reward for
+    `gold`, else reward-model score).
     """
-    scores = "gold reward" if column == "gold" else "reward-model score"
+    if scores is None:
+        scores = "gold reward" if column == "gold" else "reward-model score"
     if rows.empty:
         return f"undefined: no {scores}s"
     if rows["target_reward"].nunique() < 2:
@@ -54,8 +60,19 @@ def spearman_note(rows: pd.DataFrame, column: str, n_defined: int) -> str:
     return ""
 
 
-def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFrame:
-    """One row per conditioned method: Spearman(target, achieved) and Spearman(target, gold) over
+def judge_spearman(judge: HeldOutJudge) -> str:
+    """The stem of the correlation table's columns of the held-out `judge`:
+    `spearman_judge_<name>` (its score) or `spearman_judge_<name>_winrate` (an llm judge's
+    verdict against the reference)."""
+    return f"spearman_{judge_column(judge.name) if judge.scores else judge.winrate}"
+
+
+def correlations(
+    frame: pd.DataFrame, settings: BootstrapSettings, judge: HeldOutJudge | None = None
+) -> pd.DataFrame:
+    """One row per conditioned method: Spearman(target, achieved), Spearman(target, gold) and,
+    with a held-out `judge`, Spearman(target, the judge's per-row figure: its score, or an llm
+    judge's verdict against the reference; columns `judge_spearman(judge)_*`) over
     the in-range targets, pooled over all rows (with a prompt-bootstrap interval) and as the mean
     of per-prompt correlations; plus the mean absolute calibration error |achieved - target| of
     the per-target means.
@@ -64,14 +81,17 @@ def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFra
     `spearman_note` / `spearman_gold_note` say why (see `spearman_note`); "" when defined.
     """
     records = []
+    figures = [("spearman", "reward", None), ("spearman_gold", "gold", None)]
+    if judge is not None:
+        figures.append((judge_spearman(judge), judge.row_column, judge.label))
     conditioned = frame[frame["conditioned"] & frame["in_range"].fillna(False)]
     for method in conditioned["method"].unique():
         rows = conditioned[conditioned["method"] == method]
         record = {"method": method, "n": len(rows), "n_prompts": rows["post_id"].nunique()}
-        for label, column in (("spearman", "reward"), ("spearman_gold", "gold")):
+        for label, column, scores in figures:
             usable = rows.dropna(subset=[column])
             mean, n_defined = spearman_per_prompt(usable, "target_reward", column)
-            note = spearman_note(usable, column, n_defined)
+            note = spearman_note(usable, column, n_defined, scores)
             pooled, low, high = float("nan"), float("nan"), float("nan")
             if not note.startswith("undefined"):
                 statistic = _pooled(column)
@@ -110,9 +130,13 @@ def correlations(frame: pd.DataFrame, settings: BootstrapSettings) -> pd.DataFra
         "spearman_gold_per_prompt_mean",
         "spearman_gold_per_prompt_n",
         "spearman_gold_note",
-        "calibration_mae",
     ]
-    return pd.DataFrame.from_records(records, columns=columns)
+    if judge is not None:
+        stem = judge_spearman(judge)
+        columns += [f"{stem}_{suffix}" for suffix in (
+            "pooled", "pooled_ci_low", "pooled_ci_high", "per_prompt_mean", "per_prompt_n", "note"
+        )]  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=[*columns, "calibration_mae"])
 
 
 def rankable(table: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -124,14 +148,19 @@ def rankable(table: pd.DataFrame, column: str) -> pd.DataFrame:
     return table[table[column].notna() & (prompts >= MIN_PROMPTS)]
 
 
-COMPARED_METRICS = {
-    # metric -> (row column in `combine`'s frame, table it is read from, column there)
-    "achieved_reward": ("reward", "winrate", "achieved_reward_mean"),
-    "gold_reward": ("gold", "winrate", "gold_reward_mean"),
-    "winrate_rm": ("win_rm", "winrate", "winrate_rm"),
-    "winrate_gold": ("win_gold", "winrate", "winrate_gold"),
-    "spearman_pooled": ("reward", "correlation", "spearman_pooled"),
-}
+def compared_metrics(judge: HeldOutJudge | None) -> dict[str, tuple[str, str, str]]:
+    """metric -> (row column in `combine`'s frame, table it is read from, column there): the
+    proxy's achieved reward, win rate and calibration, and the held-out `judge`'s figures (its
+    score `judge_<name>_mean` for a score judge, and its win rate `judge_<name>_winrate`); no
+    judge figure without a judge."""
+    metrics = {"achieved_reward": ("reward", "winrate", "achieved_reward_mean")}
+    if judge is not None and judge.scores:
+        metrics[judge.metric] = (judge.row_column, "winrate", judge.metric)
+    metrics["winrate_rm"] = ("win_rm", "winrate", "winrate_rm")
+    if judge is not None:
+        metrics[judge.winrate] = (win_column(judge.name), "winrate", judge.winrate)
+    metrics["spearman_pooled"] = ("reward", "correlation", "spearman_pooled")
+    return metrics
 
 
 def compare_methods(
@@ -140,19 +169,24 @@ def compare_methods(
     correlation: pd.DataFrame,
     settings: BootstrapSettings,
     main_method: str | None = None,
+    judge: HeldOutJudge | None = None,
 ) -> pd.DataFrame:
     """Paired bootstrap tests (over shared prompts) of the leader of each headline metric
     against every other method, and of `main_method` against every other method.
 
-    Metrics: achieved and gold reward and the two win rates (each method at its headline
-    target), and the pooled Spearman(target, achieved) over in-range targets (conditioned methods
-    only; their `target_name` reads `in_range`). A difference is significant when its interval
-    excludes zero.
+    Metrics (`compared_metrics`): achieved reward, the held-out `judge`'s score
+    (`judge_<name>_mean`, score judges only), the win rates against the reference under the
+    reward model and under `judge` (`judge_<name>_winrate`; an llm judge's verdicts), each
+    method at its headline target, and the pooled Spearman(target, achieved) over in-range
+    targets (conditioned methods only; their `target_name` reads `in_range`). The judge's
+    per-prompt values are `attach_judges`' columns of `frame` (the judged files). Without a
+    judge, the proxy's metrics only. A difference is significant when its interval excludes
+    zero.
     """
     chosen = best_targets(summary)
     tables = {"winrate": win_rates(summary), "correlation": correlation}
     records = []
-    for metric, (row_column, table_name, table_column) in COMPARED_METRICS.items():
+    for metric, (row_column, table_name, table_column) in compared_metrics(judge).items():
         table = rankable(tables[table_name], table_column)
         if len(table) < 2:
             continue

@@ -17,6 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.summary import best_targets
 from rewardcond.stats import BootstrapSettings, paired_difference
 from rewardcond.tables import NO_TARGET
@@ -31,10 +32,27 @@ KL_COLUMNS = ("kl_sft", "kl_sft_ci_low", "kl_sft_ci_high", "kl_sft_analytic", "k
 REFERENCE_METHOD = "sft"
 #: The RLHF arm the main (conditioned) method is compared with at matched KL.
 RLHF_METHOD = "rloo"
-#: Metrics compared at matched KL and against sft: (metric, row column of `combine`'s frame,
-#: mean column of `summary`).
-REWARD_METRICS = (("gold_reward", "gold", "gold_reward_mean"),
-                  ("achieved_reward", "reward", "achieved_reward_mean"))  # fmt: skip
+#: The proxy's metric compared at matched KL and against sft: (metric, row column of
+#: `combine`'s frame, mean column of `summary`).
+PROXY_METRIC = ("achieved_reward", "reward", "achieved_reward_mean")
+
+
+def reward_metrics(judge: HeldOutJudge | None) -> list[tuple[str, str, str]]:
+    """Metrics compared at matched KL: the held-out `judge`'s (its `metric`, per-row
+    `row_column` and summary column `metric`: a score judge's score, an llm judge's win rate
+    against the reference), then the proxy's (`PROXY_METRIC`); the proxy's only without a
+    judge."""
+    judged = [] if judge is None else [(judge.metric, judge.row_column, judge.metric)]
+    return [*judged, PROXY_METRIC]
+
+
+def judge_difference_columns(judge: HeldOutJudge) -> list[str]:
+    """The over-optimisation table's columns of `judge`: `<metric>_difference` and its interval
+    `<metric>_difference_ci_low` / `_ci_high` (e.g. `judge_deberta_mean_difference`)."""
+    stem = f"{judge.metric}_difference"
+    return [stem, f"{stem}_ci_low", f"{stem}_ci_high"]
+
+
 MATCHED_KL_COLUMNS = [
     "metric",
     "method",
@@ -51,20 +69,16 @@ MATCHED_KL_COLUMNS = [
     "n_prompts",
     "significant",
 ]
-OVEROPTIMISATION_COLUMNS = [
-    "method",
-    "target_name",
-    "target_reward",
-    "kl_sft",
-    "rm_difference",
-    "rm_ci_low",
-    "rm_ci_high",
-    "gold_difference",
-    "gold_ci_low",
-    "gold_ci_high",
-    "n_prompts",
-    "overoptimised",
-]
+
+
+def overoptimisation_columns(judge: HeldOutJudge | None) -> list[str]:
+    """The over-optimisation table's columns: with a judge its difference columns
+    (`judge_difference_columns`) and the flag `overoptimised`; without one neither."""
+    head = ["method", "target_name", "target_reward", "kl_sft", "rm_difference", "rm_ci_low",
+            "rm_ci_high"]  # fmt: skip
+    if judge is None:
+        return [*head, "n_prompts"]
+    return [*head, *judge_difference_columns(judge), "n_prompts", "overoptimised"]
 
 
 def attach_kl(summary: pd.DataFrame, kl_summary: pd.DataFrame) -> pd.DataFrame:
@@ -122,12 +136,15 @@ def matched_kl(
     settings: BootstrapSettings,
     method: str | None,
     other: str = RLHF_METHOD,
+    judge: HeldOutJudge | None = None,
 ) -> pd.DataFrame:
     """`method` (a conditioned method, e.g. `scalar`) against `other` (the RLHF arm `rloo`) at
     matched KL: `method` at its condition whose `kl_sft` is closest to `other`'s at its headline
-    target, the paired bootstrap difference (method minus other, over shared prompts) of gold
-    and of reward-model reward. Empty (`MATCHED_KL_COLUMNS`) when either method is absent or
-    has no finite KL.
+    target, the paired bootstrap difference (method minus other, over shared prompts) of the
+    held-out `judge`'s figure (`reward_metrics`: a score judge's score, an llm judge's win rate
+    against the reference; per prompt from `attach_judges`' columns of `frame`) and of
+    reward-model reward; of reward-model reward only without a judge. Empty
+    (`MATCHED_KL_COLUMNS`) when either method is absent or has no finite KL.
     """
     records = []
     methods = set(summary["method"])
@@ -140,7 +157,7 @@ def matched_kl(
         target = closest_kl_target(summary, method, other_kl)
         if target is not None:
             row = summary[(summary["method"] == method) & (summary["target_name"] == target)]
-            for metric, column, mean_column in REWARD_METRICS:
+            for metric, column, mean_column in reward_metrics(judge):
                 a = _per_prompt(frame, method, target, column)
                 b = _per_prompt(frame, other, chosen[other], column)
                 difference, low, high, n_prompts = paired_difference(
@@ -168,19 +185,27 @@ def matched_kl(
 
 
 def overoptimisation(
-    frame: pd.DataFrame, summary: pd.DataFrame, settings: BootstrapSettings
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    settings: BootstrapSettings,
+    judge: HeldOutJudge | None = None,
 ) -> pd.DataFrame:
     """Every method x condition against `sft` (paired bootstrap over shared prompts): the
-    differences in reward-model and in gold reward with their intervals; `overoptimised` when
-    the reward-model difference's interval lies above 0 and the gold difference's below 0 (the
-    proxy gain is not confirmed: gold falls). NA without a gold reward; empty without `sft`.
+    differences in reward-model reward and in the held-out `judge`'s figure (a score judge's
+    score, an llm judge's win rate against the reference; columns `judge_difference_columns`)
+    with their intervals; `overoptimised` when the reward-model difference's interval lies above
+    0 and the judge's below 0 (the proxy gain is not confirmed: the judge falls). Without a
+    judge (`evaluate.judges` empty) the reward-model columns only, and no flag
+    (`overoptimisation_columns`). Empty without `sft`.
     """
     records = []
+    columns = overoptimisation_columns(judge)
+    sides = [("rm", "reward", ["rm_difference", "rm_ci_low", "rm_ci_high"])]
+    if judge is not None:
+        sides.append(("judge", judge.row_column, judge_difference_columns(judge)))
     if REFERENCE_METHOD in set(summary["method"]):
-        base = {
-            column: _per_prompt(frame, REFERENCE_METHOD, NO_TARGET, column)
-            for _, column, _ in REWARD_METRICS
-        }
+        base = {column: _per_prompt(frame, REFERENCE_METHOD, NO_TARGET, column)
+                for _, column, _ in sides}  # fmt: skip
         for row in summary[summary["method"] != REFERENCE_METHOD].itertuples(index=False):
             record = {
                 "method": row.method,
@@ -188,35 +213,37 @@ def overoptimisation(
                 "target_reward": row.target_reward,
                 "kl_sft": row.kl_sft,
             }
-            for prefix, column in (("rm", "reward"), ("gold", "gold")):
+            for side, column, names in sides:
                 a = _per_prompt(frame, row.method, row.target_name, column)
-                difference, low, high, n_prompts = paired_difference(
+                figures = paired_difference(
                     a,
                     base[column],
                     n_resamples=settings.n_resamples,
                     level=settings.level,
                     seed=settings.seed,
                 )
-                record |= {
-                    f"{prefix}_difference": difference,
-                    f"{prefix}_ci_low": low,
-                    f"{prefix}_ci_high": high,
-                }
-                if prefix == "rm":
-                    record["n_prompts"] = n_prompts
-            gold = not math.isnan(record["gold_difference"])
-            record["overoptimised"] = (
-                bool(record["rm_ci_low"] > 0 and record["gold_ci_high"] < 0) if gold else pd.NA
-            )
+                record |= dict(zip(names, figures[:3], strict=True))
+                if side == "rm":
+                    record["n_prompts"] = figures[3]
+            if judge is not None:
+                difference, _, judge_high = judge_difference_columns(judge)
+                record["overoptimised"] = (
+                    pd.NA  # no judged prompt shared with sft (e.g. only malformed llm answers)
+                    if math.isnan(record[difference])
+                    else bool(record["rm_ci_low"] > 0 and record[judge_high] < 0)
+                )
             records.append(record)
-    table = pd.DataFrame.from_records(records, columns=OVEROPTIMISATION_COLUMNS)
-    table["overoptimised"] = table["overoptimised"].astype("boolean")
+    table = pd.DataFrame.from_records(records, columns=columns)
+    if judge is not None:
+        table["overoptimised"] = table["overoptimised"].astype("boolean")
     return table
 
 
 def onset(overoptimised: pd.DataFrame, method: str) -> pd.Series | None:
     """The lowest-KL condition of `method` flagged in `overoptimisation`'s table (where, moving
     away from sft, over-optimisation starts), or None when none is."""
+    if "overoptimised" not in overoptimised.columns:  # no held-out judge: nothing flagged
+        return None
     rows = overoptimised[
         (overoptimised["method"] == method) & overoptimised["overoptimised"].fillna(False)
     ]

@@ -5,6 +5,7 @@ per-method x condition means and win rates against the reference (`judge_summary
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,71 @@ SCORE_KINDS = ("gold", "reward_model")
 def win_column(name: str) -> str:
     """The per-row win indicator of judge `name` against the reference: `win_judge_<name>`."""
     return f"win_{judge_column(name)}"
+
+
+@dataclass(frozen=True)
+class HeldOutJudge:
+    """The configured main judge (`evaluate.main_judge`): the held-out side of the comparisons,
+    the matched-KL and over-optimisation tables, their plots and the verdict (issue 17 §1).
+
+    A score judge (kind gold or reward_model) is compared on its score: per row `judge_<name>`,
+    per method x condition `judge_<name>_mean` with `_ci_low`/`_ci_high`. An llm judge gives a
+    verdict against the reference, no score: it is compared on its win rate against the
+    reference, per row `win_judge_<name>` (1, 0.5, 0; NaN for a malformed answer, left out),
+    per method x condition `judge_<name>_winrate` with its interval.
+    """
+
+    name: str
+    kind: str
+
+    @property
+    def scores(self) -> bool:
+        """Whether the judge gives a score per summary (gold, reward_model), not a verdict."""
+        return self.kind in SCORE_KINDS
+
+    @property
+    def row_column(self) -> str:
+        """The per-row column of `attach_judges`' frame that paired differences compare."""
+        return judge_column(self.name) if self.scores else win_column(self.name)
+
+    @property
+    def metric(self) -> str:
+        """Its summary / winrate column, also its `metric` in comparisons and matched_kl:
+        `judge_<name>_mean` (score judges) or `judge_<name>_winrate` (llm)."""
+        return f"{judge_column(self.name)}_{'mean' if self.scores else 'winrate'}"
+
+    @property
+    def interval(self) -> tuple[str, str, str]:
+        """(mean, ci_low, ci_high) columns of `metric` in summary and winrate."""
+        stem = judge_column(self.name) if self.scores else self.winrate
+        return self.metric, f"{stem}_ci_low", f"{stem}_ci_high"
+
+    @property
+    def winrate(self) -> str:
+        """Its win-rate column against the reference: `judge_<name>_winrate`."""
+        return f"{judge_column(self.name)}_winrate"
+
+    @property
+    def label(self) -> str:
+        """What `metric` is, for text: `deberta score` or `gpt win rate vs the reference`."""
+        return f"{self.name} score" if self.scores else f"{self.name} win rate vs the reference"
+
+
+def held_out_judge(judges: Mapping[str, str] | None, main_judge: str | None) -> HeldOutJudge | None:
+    """The `HeldOutJudge` named `main_judge` among `judges` ({name: kind}, `evaluate.judges`);
+    None when no judge is configured (then only the proxy judges, and the outputs say so).
+
+    Raises ValueError naming `evaluate.main_judge` when it names no configured judge, or when
+    judges are configured without one."""
+    judges = dict(judges or {})
+    if main_judge is None and not judges:
+        return None
+    if main_judge not in judges:
+        raise ValueError(
+            f"evaluate.main_judge: {main_judge!r} is not the name of a judge; expected one of "
+            f"{sorted(judges)} (evaluate.judges)"
+        )
+    return HeldOutJudge(main_judge, judges[main_judge])
 
 
 def attach_judges(

@@ -11,6 +11,7 @@ import pandas as pd
 
 from rewardcond.artifacts import atomic_path
 from rewardcond.evaluation.frontier import frontier_points
+from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.targets import Target
 from rewardcond.report.verdict import method_label
 from rewardcond.tables import NO_TARGET
@@ -33,9 +34,16 @@ def _pyplot():
     return plt
 
 
-def _error(rows: pd.DataFrame, prefix: str) -> np.ndarray:
-    mean = rows[f"{prefix}_mean"].to_numpy(dtype=float)
-    return np.vstack([mean - rows[f"{prefix}_ci_low"], rows[f"{prefix}_ci_high"] - mean])
+def _error(rows: pd.DataFrame, prefix: str | tuple[str, str, str]) -> np.ndarray:
+    """Error bars from a mean and its interval: columns `<prefix>_mean`, `_ci_low`, `_ci_high`,
+    or the three columns named (e.g. `HeldOutJudge.interval`)."""
+    mean_column, low, high = (
+        prefix
+        if isinstance(prefix, tuple)
+        else (f"{prefix}_{s}" for s in ("mean", "ci_low", "ci_high"))
+    )
+    mean = rows[mean_column].to_numpy(dtype=float)
+    return np.vstack([mean - rows[low], rows[high] - mean])
 
 
 def plot_calibration(summary: pd.DataFrame, reference_reward: float, path) -> None:
@@ -145,21 +153,37 @@ def _scale(values: pd.Series) -> tuple[float, str]:
     return (spread if spread > 0 else 1.0), f"{spread:.3g} (its sd over all evaluated summaries)"
 
 
-def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references, path) -> None:
-    """Gold against proxy for every method x condition on one scale: each reward minus the
-    reference summaries' mean, divided by its spread over the run's summaries (`_scale`), so
-    that one unit means the same on both axes. Below the diagonal gold confirms less than the
-    proxy claims; right of sft and below it (shaded) is over-optimisation. Bars: each point's own
-    interval (not paired). Without a gold function the figure says so."""
+def _no_judge(path) -> None:
     plt = _pyplot()
-    if summary["gold_reward_mean"].isna().all():
-        figure, axis = plt.subplots(figsize=(6, 2))
-        axis.axis("off")
-        axis.text(0.5, 0.5, "No gold reward in this world (real data).", ha="center")
-        _save(figure, path)
+    figure, axis = plt.subplots(figsize=(6, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, "No held-out judge (evaluate.judges is empty): the proxy only.",
+              ha="center")  # fmt: skip
+    _save(figure, path)
+
+
+def plot_overoptimisation(
+    summary: pd.DataFrame,
+    frame: pd.DataFrame,
+    references: pd.DataFrame,
+    judge: HeldOutJudge | None,
+    judge_reference: float,
+    path,
+) -> None:
+    """The held-out `judge` (`evaluate.main_judge`) against the proxy for every method x
+    condition on one scale: each figure minus the reference summaries' (the proxy's: the mean
+    RM reward of `references`; the judge's: `judge_reference`, the references' mean score, or
+    0.5 for an llm judge's win rate), divided by its spread over the run's summaries
+    (`_scale`), so that one unit means the same on both axes. Below the diagonal the judge
+    confirms less than the proxy claims; right of sft and below it (shaded) is
+    over-optimisation. Bars: each point's own interval (not paired). Without a judge the figure
+    says so."""
+    if judge is None:
+        _no_judge(path)
         return
+    plt = _pyplot()
     rm_scale, rm_text = _scale(frame["reward"])
-    gold_scale, gold_text = _scale(frame["gold"])
+    judge_scale, judge_text = _scale(frame[judge.row_column])
 
     def standard(rows, prefix, column, mean, scale):
         values = (rows[column].to_numpy(float) - mean) / scale
@@ -167,11 +191,11 @@ def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references
         return values, error
 
     figure, axis = plt.subplots(figsize=(7, 6))
-    rm_mean, gold_mean = references["reward"].mean(), references["gold"].mean()
+    rm_mean = references["reward"].mean()
     for method, rows in summary.groupby("method", sort=False):
         rows = rows.sort_values("target_reward")
         x, x_error = standard(rows, "achieved_reward", "achieved_reward_mean", rm_mean, rm_scale)
-        y, y_error = standard(rows, "gold_reward", "gold_reward_mean", gold_mean, gold_scale)
+        y, y_error = standard(rows, judge.interval, judge.metric, judge_reference, judge_scale)
         axis.errorbar(
             x,
             y,
@@ -188,34 +212,40 @@ def plot_overoptimisation(summary: pd.DataFrame, frame: pd.DataFrame, references
     sft = summary[summary["method"] == "sft"]
     if len(sft):
         x0 = (sft["achieved_reward_mean"].iloc[0] - rm_mean) / rm_scale
-        y0 = (sft["gold_reward_mean"].iloc[0] - gold_mean) / gold_scale
+        y0 = (sft[judge.metric].iloc[0] - judge_reference) / judge_scale
         axis.axvline(x0, color="grey", linestyle=":", linewidth=1)
         axis.axhline(y0, color="grey", linestyle=":", linewidth=1)
         axis.fill_between(
-            [x0, high], low, y0, color="tab:red", alpha=0.08, label="proxy above sft, gold below"
-        )
+            [x0, high], low, y0, color="tab:red", alpha=0.08,
+            label=f"proxy above sft, {judge.name} below",
+        )  # fmt: skip
     axis.set_xlim(low, high)
     axis.set_ylim(low, high)
     axis.set_aspect("equal")
+    reference = "references' mean" if judge.scores else "0.5, a tie with the reference"
     axis.set(
         xlabel=f"proxy: (RM reward - references' mean) / {rm_text}",
-        ylabel=f"gold: (gold reward - references' mean)\n/ {gold_text}",
-        title="Gold against proxy, every method x target, one scale",
+        ylabel=f"held-out judge: ({judge.label} - {reference})\n/ {judge_text}",
+        title=f"Held-out judge {judge.name} against the proxy, every method x target, one scale",
     )
     axis.legend(fontsize="small")
     _save(figure, path)
 
 
-def plot_frontier(summary: pd.DataFrame, path) -> None:
-    """Reward against sqrt(KL from sft) (Gao et al. 2022): one panel for gold (where the world
-    has one) and one for the proxy (RM), in raw units each; a curve per conditioned method
-    across its targets (in target order, each point named), best-of-N across N (from sft at
-    N = 1), a point per other method; bars are the intervals (KL's as sqrt of its interval,
-    clipped at 0). Points with an infinite or missing KL are listed in the title, not drawn."""
+def plot_frontier(summary: pd.DataFrame, path, judge: HeldOutJudge | None = None) -> None:
+    """Reward against sqrt(KL from sft) (Gao et al. 2022): one panel for the held-out `judge`
+    (`evaluate.main_judge`: its score, or an llm judge's win rate against the reference; none
+    without a judge, which the title then says) and one for the proxy (RM), in raw units each;
+    a curve per conditioned method across its targets (in target order, each point named),
+    best-of-N across N (from sft at N = 1), a point per other method; bars are the intervals
+    (KL's as sqrt of its interval, clipped at 0). Points with an infinite or missing KL are
+    listed in the title, not drawn."""
     plt = _pyplot()
-    panels = [("achieved_reward", "proxy: reward-model reward (raw RM units)")]
-    if summary["gold_reward_mean"].notna().any():
-        panels.insert(0, ("gold_reward", "gold reward (the world's units)"))
+    panels = [(("achieved_reward_mean", "achieved_reward_ci_low", "achieved_reward_ci_high"),
+               "proxy: reward-model reward (raw RM units)")]  # fmt: skip
+    if judge is not None:
+        units = "the judge's units" if judge.scores else "share of wins, ties half"
+        panels.insert(0, (judge.interval, f"held-out judge: {judge.label} ({units})"))
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5), squeeze=False)
     hidden = []
     for label, rows in frontier_points(summary):
@@ -235,27 +265,27 @@ def plot_frontier(summary: pd.DataFrame, path) -> None:
         style = {"marker": "o"}
         if label == "sft":  # the origin, under best-of-N's first point: drawn on top
             style = {"marker": "*", "markersize": 14, "zorder": 4}
-        for axis, (prefix, _) in zip(axes[0], panels, strict=True):
+        for axis, (columns, _) in zip(axes[0], panels, strict=True):
             axis.errorbar(
                 x,
-                finite[f"{prefix}_mean"],
+                finite[columns[0]],
                 xerr=x_error,
-                yerr=_error(finite, prefix),
+                yerr=_error(finite, columns),
                 capsize=2,
                 label=label,
                 linestyle="-" if len(finite) > 1 else "none",
                 **style,
             )
             if label != "best-of-N" and len(finite) > 1:  # a conditioned method: name its targets
-                for xi, yi, name in zip(
-                    x, finite[f"{prefix}_mean"], finite["target_name"], strict=True
-                ):
+                for xi, yi, name in zip(x, finite[columns[0]], finite["target_name"], strict=True):
                     axis.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3),
                                   textcoords="offset points")  # fmt: skip
     for axis, (_, ylabel) in zip(axes[0], panels, strict=True):
         axis.set(xlabel="sqrt(KL(pi || pi_sft)), sqrt(nats per sequence)", ylabel=ylabel)
         axis.legend(fontsize="small")
     title = "Reward against distance from sft (KL of the temperature-1 sampling policy)"
+    if judge is None:
+        title += "\nno held-out judge (evaluate.judges is empty): the proxy only"
     hidden = sorted(set(hidden))
     if hidden:
         title += "\nnot drawn (KL infinite or missing): " + ", ".join(hidden)

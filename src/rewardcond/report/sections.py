@@ -7,7 +7,13 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from rewardcond.evaluation.frontier import kl_label
+from rewardcond.evaluation.frontier import judge_difference_columns, kl_label
+from rewardcond.evaluation.judged import HeldOutJudge
+
+NO_JUDGE_NOTE = """\
+No held-out judge (`evaluate.judges` is empty): the matched-KL comparison is on the reward model,
+the proxy, only, and `tables/overoptimisation.csv` holds the reward-model differences only, with no
+over-optimisation flag."""
 
 KL_NOTE = """\
 KL from sft: KL(pi || pi_sft) in nats per sequence (summed over a summary's tokens and its EOS),
@@ -105,15 +111,14 @@ def _ci(value: float, low: float, high: float) -> str:
     return "" if pd.isna(value) else f"{value:+.3f} [{low:.3f}, {high:.3f}]"
 
 
-def frontier_section(tables: Mapping[str, pd.DataFrame], gold: bool) -> str:
+def frontier_section(tables: Mapping[str, pd.DataFrame], judge: HeldOutJudge | None) -> str:
     """The REPORT's section on reward against KL: the matched-KL comparison and the conditions
-    flagged as over-optimised, a few columns each (every column in `tables/`); without gold no
-    gold figure."""
+    flagged as over-optimised, a few columns each (every column in `tables/`); the held-out side
+    is `judge` (`evaluate.main_judge`), named in the headers; without a judge the proxy only, and
+    the section says so."""
     if "matched_kl" not in tables:
         return ""
     matched = tables["matched_kl"]
-    if not gold:
-        matched = matched[matched["metric"] != "gold_reward"]
     compact = pd.DataFrame(
         {
             "metric": matched["metric"],
@@ -136,24 +141,25 @@ rloo's, paired bootstrap over the prompts both share.
 
 {markdown(compact)}
 """
-    if not gold:
-        return section
+    if judge is None:
+        return section + f"\n{NO_JUDGE_NOTE}\n"
     flags = tables["overoptimisation"]
     flags = flags[flags["overoptimised"].fillna(False)]
-    columns = {"RM - sft [CI]": "rm", "gold - sft [CI]": "gold"}
+    columns = {"RM - sft [CI]": ["rm_difference", "rm_ci_low", "rm_ci_high"],
+               f"{judge.label} - sft [CI]": judge_difference_columns(judge)}  # fmt: skip
     flagged = pd.DataFrame({"method": [
         f"{m} @ {t}" if t != "none" else m
         for m, t in zip(flags["method"], flags["target_name"], strict=True)
     ]})  # fmt: skip
     flagged["KL from sft"] = flags["kl_sft"].to_numpy()
-    for label, prefix in columns.items():
-        values = flags[[f"{prefix}_difference", f"{prefix}_ci_low", f"{prefix}_ci_high"]]
-        flagged[label] = [_ci(*v) for v in values.to_numpy()]
+    for label, names in columns.items():
+        flagged[label] = [_ci(*v) for v in flags[names].to_numpy()]
     return (
         section
         + f"""
-Over-optimised conditions: reward-model reward above sft's while gold below sft's, both paired
-intervals excluding 0 (every method x condition in `tables/overoptimisation.csv`):
+Over-optimised conditions: reward-model reward above sft's while the {judge.label} (held-out
+judge `{judge.name}`, `evaluate.main_judge`) is below sft's, both paired intervals excluding 0
+(every method x condition in `tables/overoptimisation.csv`):
 
 {markdown(flagged)}
 """

@@ -8,30 +8,61 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from rewardcond.evaluation.comparisons import rankable
-from rewardcond.evaluation.frontier import RLHF_METHOD, onset
+from rewardcond.evaluation.comparisons import judge_spearman, rankable
+from rewardcond.evaluation.frontier import RLHF_METHOD, judge_difference_columns, onset
+from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.targets import IN_RANGE
 from rewardcond.stats import MIN_PROMPTS
 from rewardcond.tables import NO_TARGET
 
-GOLD_METRICS = ("gold_reward", "winrate_gold")
-NO_GOLD = (
-    "No ground-truth reward in this run (real data has none): every reward and win rate here is "
-    "the reward model's, a proxy."
+NO_JUDGE = (
+    "No held-out judge in this run (`evaluate.judges` is empty): every reward and win rate here "
+    "is the reward model's, the proxy the methods were conditioned on or optimised against, so "
+    "over-optimisation cannot be measured."
 )
 METRIC_LABELS = {
     "achieved_reward": "achieved (reward-model) reward",
-    "gold_reward": "gold reward",
     "winrate_rm": "win rate against the reference under the reward model",
-    "winrate_gold": "win rate against the reference under gold",
     "spearman_pooled": "calibration (pooled Spearman(target, achieved), in-range targets)",
 }
 HEADLINES = {
-    "gold_reward": "Highest gold reward",
     "winrate_rm": "Highest win rate against the reference under the reward model",
-    "winrate_gold": "Highest win rate against the reference under gold",
     "spearman_pooled": "Best calibration (pooled Spearman(target, achieved), in-range targets)",
 }
+
+
+def judge_line(judge: HeldOutJudge) -> str:
+    """The verdict's first bullet: which judge is the held-out side, and on what figure."""
+    figure = (
+        "its score"
+        if judge.scores
+        else "its win rate against the reference (an llm judge gives verdicts, not scores)"
+    )
+    return (
+        f"Held-out judge: **{judge.name}** (kind {judge.kind}, `evaluate.main_judge`); the "
+        f"judge-side figures below are {figure}, and its agreement with the human labels is in "
+        "the Judges section."
+    )
+
+
+def metric_labels(judge: HeldOutJudge | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(label, headline title) per metric of the verdict, the held-out `judge`'s included, in
+    the verdict's order: achieved reward, judge score, the two win rates, calibration."""
+    labels = {"achieved_reward": METRIC_LABELS["achieved_reward"]}
+    titles = {}
+    if judge is not None and judge.scores:
+        labels[judge.metric] = f"{judge.name} score (held-out judge)"
+        titles[judge.metric] = f"Highest {judge.name} score (held-out judge)"
+    labels["winrate_rm"], titles["winrate_rm"] = (
+        METRIC_LABELS["winrate_rm"],
+        HEADLINES["winrate_rm"],
+    )
+    if judge is not None:
+        labels[judge.winrate] = f"win rate against the reference under {judge.name}"
+        titles[judge.winrate] = f"Highest win rate against the reference under {judge.name}"
+    labels["spearman_pooled"] = METRIC_LABELS["spearman_pooled"]
+    titles["spearman_pooled"] = HEADLINES["spearman_pooled"]
+    return labels, titles
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -55,41 +86,44 @@ def has_gold(tables: Mapping[str, pd.DataFrame]) -> bool:
 
 
 def verdict_lines(
-    tables: Mapping[str, pd.DataFrame], level: float, main_method: str | None = None
+    tables: Mapping[str, pd.DataFrame],
+    level: float,
+    main_method: str | None = None,
+    judge: HeldOutJudge | None = None,
 ) -> list[str]:
-    """The REPORT's verdict, one Markdown bullet per finding, computed from the tables. Without
-    any gold reward (real data) one line says so and no gold metric is mentioned. The best
-    calibration is crowned only when its pooled Spearman is above 0: a target reward that the
-    achieved one ignores or falls with is no calibration."""
+    """The REPORT's verdict, one Markdown bullet per finding, computed from the tables. The
+    held-out side is `judge` (`evaluate.main_judge`, named in the first bullet; its columns
+    `judge_<name>_*`); without a judge one line says so and no judge figure is mentioned. The
+    best calibration is crowned only when its pooled Spearman is above 0: a target reward that
+    the achieved one ignores or falls with is no calibration."""
     winrate, correlation, comparisons = (
         tables["winrate"],
         tables["correlation"],
         tables["comparisons"],
     )
+    labels, titles = metric_labels(judge)
     headline = {
-        "gold_reward": (winrate, "gold_reward_mean", "gold_reward_ci_low", "gold_reward_ci_high"),
-        "winrate_rm": (winrate, "winrate_rm", "winrate_rm_ci_low", "winrate_rm_ci_high"),
-        "winrate_gold": (winrate, "winrate_gold", "winrate_gold_ci_low", "winrate_gold_ci_high"),
-        "spearman_pooled": (
-            correlation,
-            "spearman_pooled",
-            "spearman_pooled_ci_low",
-            "spearman_pooled_ci_high",
-        ),
+        metric: (winrate, metric, f"{metric}_ci_low", f"{metric}_ci_high")
+        for metric in ("winrate_rm", *([judge.winrate] if judge else []))
     }
-    gold = has_gold(tables)
-    lines = [] if gold else [NO_GOLD]
-    for metric, title in HEADLINES.items():
-        if metric in GOLD_METRICS and not gold:
-            continue
+    if judge is not None and judge.scores:
+        headline[judge.metric] = (winrate, *judge.interval)
+    headline["spearman_pooled"] = (
+        correlation,
+        "spearman_pooled",
+        "spearman_pooled_ci_low",
+        "spearman_pooled_ci_high",
+    )
+    lines = [NO_JUDGE] if judge is None else [judge_line(judge)]
+    for metric, title in titles.items():
         table, column, low, high = headline[metric]
         usable = rankable(table, column)
         unranked = _unranked(table.drop(usable.index), column)
         if usable.empty:
             lines.append(
-                f"No {METRIC_LABELS[metric]} to rank: {unranked}."
+                f"No {labels[metric]} to rank: {unranked}."
                 if unranked
-                else f"No {METRIC_LABELS[metric]}: no method has a value for it in this run."
+                else f"No {labels[metric]}: no method has a value for it in this run."
             )
             continue
         best = usable.loc[usable[column].idxmax()]
@@ -97,7 +131,7 @@ def verdict_lines(
         if metric == "spearman_pooled" and not best[column] > 0:
             # Asking for more reward gives no more (or less): nothing to crown, however it ranks.
             line = (
-                f"No method is calibrated: the highest {METRIC_LABELS[metric]} is "
+                f"No method is calibrated: the highest {labels[metric]} is "
                 f"{fmt(best[column])} {_interval(best[low], best[high], level)} "
                 f"({method_label(best['method'], target)}), not above 0: asking for a higher "
                 "reward does not give a higher one."
@@ -121,17 +155,17 @@ def verdict_lines(
             line += f" Not ranked: {unranked}."
         lines.append(line)
     if main_method is not None:
-        for metric in ("achieved_reward", "gold_reward", "winrate_rm", "winrate_gold"):
-            if metric in GOLD_METRICS and not gold:
+        for metric in labels:
+            if metric == "spearman_pooled":
                 continue
             rows = comparisons[
                 (comparisons["metric"] == metric) & (comparisons["method"] == main_method)
             ]
             if rows.empty:
                 continue
-            lines.append(f"{main_method} on {METRIC_LABELS[metric]}: {_grouped(rows)}.")
-    lines.extend(overoptimisation_lines(correlation, level))
-    lines.extend(frontier_lines(tables, gold))
+            lines.append(f"{main_method} on {labels[metric]}: {_grouped(rows)}.")
+    lines.extend(overoptimisation_lines(correlation, level, judge))
+    lines.extend(frontier_lines(tables, judge))
     return lines
 
 
@@ -171,42 +205,48 @@ def _unranked(rows: pd.DataFrame, column: str) -> str:
     return "; ".join(reasons)
 
 
-def overoptimisation_lines(correlation: pd.DataFrame, level: float) -> list[str]:
+def overoptimisation_lines(
+    correlation: pd.DataFrame, level: float, judge: HeldOutJudge | None = None
+) -> list[str]:
     """A plain sentence for every conditioned method whose reward-model score rises with the
-    target while its gold reward falls (pooled Spearman over the in-range targets), both with
-    intervals that exclude zero. Figures with a note (undefined, or from too few prompts: see
-    `spearman_note`) are left out."""
+    target while the held-out `judge`'s figure falls (pooled Spearman over the in-range targets,
+    `comparisons.judge_spearman` columns), both with intervals that exclude zero. Figures with
+    a note (undefined, or from too few prompts: see `spearman_note`) are left out; nothing
+    without a judge."""
+    if judge is None:
+        return []
+    stem = judge_spearman(judge)
     lines, not_diverging = [], []
-    ranked = (correlation["spearman_note"] == "") & (correlation["spearman_gold_note"] == "")
+    ranked = (correlation["spearman_note"] == "") & (correlation[f"{stem}_note"] == "")
     for _, row in correlation[ranked].iterrows():
-        if not (row["spearman_pooled_ci_low"] > 0 and row["spearman_gold_pooled_ci_high"] < 0):
+        if not (row["spearman_pooled_ci_low"] > 0 and row[f"{stem}_pooled_ci_high"] < 0):
             not_diverging.append(row["method"])
             continue
         proxy = _interval(row["spearman_pooled_ci_low"], row["spearman_pooled_ci_high"], level)
-        gold = _interval(
-            row["spearman_gold_pooled_ci_low"], row["spearman_gold_pooled_ci_high"], level
-        )
+        judged = _interval(row[f"{stem}_pooled_ci_low"], row[f"{stem}_pooled_ci_high"], level)
         lines.append(
             f"**Over-optimisation in {row['method']}**: asking for a higher reward raises the "
             f"reward-model score (Spearman {fmt(row['spearman_pooled'])} {proxy}) while the "
-            f"gold reward falls (Spearman {fmt(row['spearman_gold_pooled'])} {gold}). The "
+            f"{judge.label} falls (Spearman {fmt(row[f'{stem}_pooled'])} {judged}). The "
             "policy is exploiting the proxy: this is over-optimisation."
         )
     if not_diverging:
         lines.append(
-            "Proxy and gold do not move in significantly opposite directions with the target for: "
-            + ", ".join(not_diverging)
-            + "."
+            f"Proxy and {judge.name} do not move in significantly opposite directions with the "
+            "target for: " + ", ".join(not_diverging) + "."
         )
     return lines
 
 
-def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
+def frontier_lines(
+    tables: Mapping[str, pd.DataFrame], judge: HeldOutJudge | None = None
+) -> list[str]:
     """The verdict on reward against KL from sft (tables `winrate`, `matched_kl`,
     `overoptimisation`; nothing when the tables have no KL): each method's KL at its headline
     target, the main method against `rloo` at matched KL (which is ahead, per metric, by the
     paired interval), and for every method where over-optimisation starts (its lowest-KL
-    condition with the RM reward above sft's and gold below, both intervals excluding 0)."""
+    condition with the RM reward above sft's and the held-out `judge`'s figure below, both
+    intervals excluding 0). Without a judge: no over-optimisation bullet (NO_JUDGE says why)."""
     if "matched_kl" not in tables:
         return []
     winrate, matched = tables["winrate"], tables["matched_kl"]
@@ -225,9 +265,10 @@ def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
             f"No matched-KL comparison with {RLHF_METHOD}: a method or a finite KL is missing."
         )
     else:
-        lines.append(matched_kl_line(matched, gold))
-    if not gold:
+        lines.append(matched_kl_line(matched, judge))
+    if judge is None:
         return lines
+    difference, low, high = judge_difference_columns(judge)
     flags = tables["overoptimisation"]
     clean = []
     for method in flags["method"].unique():
@@ -238,19 +279,15 @@ def frontier_lines(tables: Mapping[str, pd.DataFrame], gold: bool) -> list[str]:
         rm = (
             f"{start['rm_difference']:+.3f} [{fmt(start['rm_ci_low'])}, {fmt(start['rm_ci_high'])}]"
         )
-        gold_diff = (
-            f"{start['gold_difference']:+.3f} [{fmt(start['gold_ci_low'])}, "
-            f"{fmt(start['gold_ci_high'])}]"
-        )
+        judged = f"{start[difference]:+.3f} [{fmt(start[low])}, {fmt(start[high])}]"
         lines.append(
             f"**{method} over-optimises** from {method_label(method, start['target_name'])} "
-            f"(KL {_kl(start)}): RM {rm} above sft's, gold {gold_diff} below."
+            f"(KL {_kl(start)}): RM {rm} above sft's, {judge.label} {judged} below."
         )
     if clean:
         lines.append(
-            "No condition with the RM reward above sft's and gold below (both intervals): "
-            + ", ".join(clean)
-            + "."
+            f"No condition with the RM reward above sft's and {judge.label} below (both "
+            "intervals): " + ", ".join(clean) + "."
         )
     return lines
 
@@ -264,17 +301,24 @@ def _kl(row) -> str:
 KL_MATCH_FACTOR = 1.5
 
 
-def matched_kl_line(matched: pd.DataFrame, gold: bool) -> str:
-    """The verdict's matched-KL bullet from `tables/matched_kl`: the paired differences, which
-    method is ahead on each (by its interval), and a warning when even the closest target's KL
-    is more than `KL_MATCH_FACTOR` times off rloo's (then the comparison is not at matched KL)."""
+def matched_kl_line(matched: pd.DataFrame, judge: HeldOutJudge | None = None) -> str:
+    """The verdict's matched-KL bullet from `tables/matched_kl`: the paired differences (the
+    held-out `judge`'s figure, named by the judge, and the RM's), which method is ahead on each
+    (by its interval), and a warning when even the closest target's KL is more than
+    `KL_MATCH_FACTOR` times off rloo's (then the comparison is not at matched KL)."""
     first = matched.iloc[0]
     method, other = first["method"], first["other"]
     clauses, ahead = [], {}
     for _, row in matched.iterrows():
-        if row["metric"] == "gold_reward" and not gold:
-            continue
-        name = "gold" if row["metric"] == "gold_reward" else "RM"
+        if row["metric"] == "achieved_reward":
+            name = "RM"
+        elif judge is not None and row["metric"] == judge.metric:
+            name = judge.label
+        else:
+            raise ValueError(
+                f"matched_kl: metric {row['metric']!r} is neither achieved_reward nor the main "
+                f"judge's ({judge.metric if judge else 'no judge configured'})"
+            )
         clauses.append(f"{name} {_difference(row)}")
         leader = (method if row["difference"] > 0 else other) if row["significant"] else None
         ahead.setdefault(leader, []).append(name)
