@@ -269,3 +269,16 @@ def test_a_round_continues_the_model_and_keeps_its_scaler(world, scorer, tmp_pat
     assert refit != before.scaler.to_dict()  # the grown pool would have moved it
     manifest = json.loads((tmp_path / "model-r2" / "manifest.json").read_text())
     assert manifest["params"]["continue_training"] is True
+
+
+def test_a_round_model_name_is_its_method_under_that_name():
+    from rewardcond.modules import method_module, split_round
+
+    assert split_round("scalar-r3") == ("scalar", 3)
+    assert split_round("scalar") == ("scalar", 1)
+    assert split_round("scalar-r1") == ("scalar-r1", 1)  # round 1 is the plain method's name
+    assert split_round("bon16") == ("bon16", 1)
+    assert method_module("text-r12") == "text"
+    method = get_method("tokens-r2", {"good_quantile": 0.25})
+    assert method.name == "tokens-r2" and method.good_quantile == 0.25
+    assert get_method("tokens").name == "tokens"  # the class keeps its name

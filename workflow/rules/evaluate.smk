@@ -64,15 +64,15 @@ rule score_references:
 
 rule publish:
     input:
-        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=METHODS),
+        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=EVALUATED),
         references=f"{RESULTS}/evaluated/references.parquet",
         targets=f"{RESULTS}/targets.json",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
-        kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=METHODS),
+        kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=EVALUATED),
         # Each judge's columns and the REPORT's "Judges" section (issue 17 §1), when configured.
-        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=METHODS) if JUDGES else [],
+        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=EVALUATED) if JUDGES else [],
         judged_references=f"{RESULTS}/judged/references.parquet" if JUDGES else [],
         judges_table=f"{RESULTS}/tables/judges.csv" if JUDGES else [],
         library=library("publish.py"),
