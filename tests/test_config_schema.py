@@ -379,7 +379,7 @@ SECTIONS = {
     "train.online": (
         ("train", "online"),
         dataclass_defaults(OnlineSettings),
-        ("steps",),  # the round's train.max_steps
+        ("steps", "on_empty"),  # the round's train.max_steps; the scorer's on_empty
         {},
         ("max_new_tokens", "batch_size"),  # generate's, passed by the workflow
     ),

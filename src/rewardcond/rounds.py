@@ -15,7 +15,7 @@ the offline method of `rewardcond.train` on `rewardcond.trainset`'s rows; round 
    shards, so no scale-out setting can change them.
 2. `score_samples`: the proxy's raw score of each sample, by `RewardModelScorer.score_detailed`
    exactly as `rewardcond.reward_models.completions.score_completions` scores the data (the full
-   post; an empty sample is skipped and counted, or an error, per `reward_model.on_empty`); a
+   post; an empty sample is skipped and counted, or an error, per `train.online.on_empty`); a
    sample cut at `max_new_tokens` without EOS is scored as it stands (as a logged completion is)
    and counted (`n_unfinished`).
 3. `grow_pool`: the pool plus the scored samples (`source` "online", `policy` `<method>-r<r>`),

@@ -519,7 +519,8 @@ def previous_round(wildcards):
 def online_settings():
     """`rewardcond.rounds.OnlineSettings` keyword arguments: `train.online` less `steps`, with
     generate's max_new_tokens and batch_size (a sample is cut where an evaluated summary is)."""
-    online = {key: value for key, value in config["train"]["online"].items() if key != "steps"}
+    ignored = ("steps", "on_empty")
+    online = {key: value for key, value in config["train"]["online"].items() if key not in ignored}
     generate = config["generate"]
     return online | {"max_new_tokens": generate["max_new_tokens"], "batch_size": generate["batch_size"]}
 

@@ -21,7 +21,7 @@ rule online_round:
         settings=online_settings(),
         scorer=reward_model_scorer_params(),
         batch_tokens=config["reward_model"]["batch_tokens"],
-        on_empty=config["reward_model"]["on_empty"],
+        on_empty=config["train"]["online"]["on_empty"],
         seed=config["seed"],
         device=config["device"],
     threads: 1
