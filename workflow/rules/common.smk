@@ -528,3 +528,22 @@ def online_settings():
 def round_train_settings(wildcards):
     """The method's train settings, with `train.online.steps` optimizer steps."""
     return train_settings(wildcards) | {"max_steps": config["train"]["online"]["steps"]}
+
+
+def round_reports():
+    """Every online round's report (`trainsets/<method>-r<r>.json`), for publish's cost columns."""
+    return [f"{RESULTS}/trainsets/{name}.json" for names in ROUND_NAMES.values() for name in names]
+
+
+def policy_samples():
+    """{method: summaries its training sampled from its own policy} of rloo: max_steps x
+    global_batch_size / num_iterations (a batch of global_batch_size summaries is sampled for
+    every num_iterations optimizer steps, `rewardcond.methods.rloo`), for the cost columns of a
+    run with online rounds; None without rounds, {} when rloo's steps are not set (max_steps -1)."""
+    if ROUNDS == 1:
+        return None
+    settings = method_train_config("rloo")
+    if "rloo" not in METHODS or settings["max_steps"] <= 0:
+        return {}
+    iterations = config.get("method_options", {}).get("rloo", {}).get("num_iterations", 1)
+    return {"rloo": settings["max_steps"] * settings["global_batch_size"] // iterations}

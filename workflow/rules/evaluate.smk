@@ -75,6 +75,8 @@ rule publish:
         judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=EVALUATED) if JUDGES else [],
         judged_references=f"{RESULTS}/judged/references.parquet" if JUDGES else [],
         judges_table=f"{RESULTS}/tables/judges.csv" if JUDGES else [],
+        # The online rounds' reports (their sample counts): none when train.rounds is 1.
+        rounds=round_reports(),
         library=library("publish.py"),
     output:
         summary=report(
@@ -143,6 +145,7 @@ rule publish:
         level=lookup(dpath="evaluate/ci_level", within=config),
         main_method=lookup(dpath="evaluate/main_method", within=config),
         judges={judge["name"]: judge["kind"] for judge in JUDGES},
+        policy_samples=policy_samples(),
         seed=lookup(dpath="seed", within=config),
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,
