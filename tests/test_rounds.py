@@ -53,7 +53,7 @@ def world(tmp_path_factory, tiny_tokenizer):
     settings = TrainsetSettings(
         max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
     )
-    for method in ("scalar", "tokens"):
+    for method in ("scalar", "tokens", "text"):
         paths[method] = str(root / f"{method}.parquet")
         build_trainset(
             get_method(method),
@@ -164,6 +164,30 @@ def test_samples_k_per_post_at_drawn_targets_reproducibly(world):
     pd.testing.assert_frame_equal(samples, again)
     other_round = _sample(world, round_number=3)
     assert not np.array_equal(other_round["target_reward"], samples["target_reward"])
+
+
+def test_text_writes_each_drawn_target_with_round_ones_scaler(world, monkeypatch):
+    method = get_method("text")
+    model, tokenizer = method.load_model(world["text_model"])
+    seen = []
+    original = method.complete
+
+    def spy(model, tokenizer, prompts, target_rewards, **kwargs):
+        seen.extend(prompts)
+        assert target_rewards is None  # a plain LM: the target is in the text only
+        return original(model, tokenizer, prompts, target_rewards, **kwargs)
+
+    monkeypatch.setattr(method, "complete", spy)
+    pool = pd.read_parquet(world["text"])
+    samples = sample_round(method, model, tokenizer, pool, ONLINE, seed=5, round_number=2)
+    assert len(samples) == N_TRAIN_POSTS * K
+    assert seen == [
+        method.prefix(t) + p
+        for t, p in zip(samples["target_reward"], samples["prompt"], strict=True)
+    ]
+    low, high = np.quantile(pool["reward"], [0.75, 1.0])
+    assert samples["target_reward"].between(low, high).all()
+    assert samples["target_reward"].nunique() > len(samples) // 2  # a draw per sample
 
 
 def test_tokens_samples_at_good(world):
