@@ -21,6 +21,7 @@ from rewardcond.data.synthetic import WorldConfig
 from rewardcond.llm_judge.protocol import LLMJudgeSettings
 from rewardcond.methods import get_method
 from rewardcond.reward_models.training import RewardModelTrainSettings
+from rewardcond.rounds import OnlineSettings
 from rewardcond.stats import BootstrapSettings
 from rewardcond.summaries import GenerateSettings
 from rewardcond.train import TrainSettings
@@ -370,9 +371,17 @@ SECTIONS = {
     "train": (
         ("train",),
         dataclass_defaults(TrainSettings),
-        ("base_model", "from_sft", "overrides"),  # which model it starts from, not how it trains
+        # which model it starts from, not how it trains; the online rounds (next section)
+        ("base_model", "from_sft", "overrides", "rounds", "online"),
         {},
         (),
+    ),
+    "train.online": (
+        ("train", "online"),
+        dataclass_defaults(OnlineSettings),
+        ("steps", "on_empty"),  # the round's train.max_steps; the scorer's on_empty
+        {},
+        ("max_new_tokens", "batch_size"),  # generate's, passed by the workflow
     ),
     "generate": (
         ("generate",),

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 from rewardcond.distributed import plan_batches
 from rewardcond.methods import get_method
+from rewardcond.rounds import OnlineSettings
 from rewardcond.summaries import GenerateSettings
 from rewardcond.train import TrainSettings
 from rewardcond.trainset import TrainsetSettings
@@ -31,8 +32,13 @@ def merged(base, over):
 
 @pytest.mark.parametrize(
     ("overlays", "base_model"),
-    [((), "gpt2"), (("demo.yaml",), "tiny-gpt2"), (("demo.yaml", "smollm.yaml"), "smollm2-135m")],
-    ids=["real", "demo", "smollm"],
+    [
+        ((), "gpt2"),
+        (("demo.yaml",), "tiny-gpt2"),
+        (("demo.yaml", "smollm.yaml"), "smollm2-135m"),
+        (("demo.yaml", "rounds.yaml"), "tiny-gpt2"),
+    ],
+    ids=["real", "demo", "smollm", "rounds"],
 )
 def test_config_sections_build_every_settings_object(overlays, base_model):
     config = load("config.yaml")
@@ -42,9 +48,10 @@ def test_config_sections_build_every_settings_object(overlays, base_model):
     for method in config["methods"]:
         get_method(method, config.get("method_options", {}).get(method))
     TrainsetSettings(**{k: v for k, v in config["trainset"].items() if k != "targets"})
-    train = {
-        k: v for k, v in config["train"].items() if k not in ("overrides", "base_model", "from_sft")
-    }
+    not_settings = ("overrides", "base_model", "from_sft", "rounds", "online")
+    train = {k: v for k, v in config["train"].items() if k not in not_settings}
+    online = {k: v for k, v in config["train"]["online"].items() if k not in ("steps", "on_empty")}
+    OnlineSettings(**online)  # as common.smk's online_settings passes it
     for method in config["methods"]:
         settings = TrainSettings(**train | config["train"]["overrides"].get(method, {}))
         plan = plan_batches(

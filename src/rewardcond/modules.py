@@ -28,6 +28,19 @@ METHODS = "methods"
 NOT_METHODS = ("__init__", "base")
 
 
+#: The suffix of an online round's model, `<method>-r<round>` for round >= 2 (issue 18).
+ROUND_SUFFIX = re.compile(r"-r(?P<round>[2-9]|[1-9][0-9]+)$")
+
+
+def split_round(name: str) -> tuple[str, int]:
+    """(method, round) of a model name: `scalar-r3` is round 3 of `scalar`; a name without the
+    suffix is round 1 (the offline run) of itself."""
+    match = ROUND_SUFFIX.search(name)
+    if match is None:
+        return name, 1
+    return name[: match.start()], int(match["round"])
+
+
 def method_module(name: str, source: str | Path = SOURCE) -> str:
     """The module of the methods package that defines method `name`: the module of that name,
     or, for a member of a family named by a number (`bon4` of `bon<N>`), the module named
@@ -36,6 +49,7 @@ def method_module(name: str, source: str | Path = SOURCE) -> str:
     Raises:
         KeyError: naming `name` and the method modules, when no module fits.
     """
+    name = split_round(name)[0]
     folder = Path(source) / METHODS
     found = sorted(p.stem for p in folder.glob("*.py") if p.stem not in NOT_METHODS)
     if re.fullmatch(r"[a-z_][a-z0-9_]*", name):

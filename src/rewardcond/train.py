@@ -111,6 +111,7 @@ def train_method(
     device: str = "auto",
     scorer: dict | None = None,
     callbacks=(),
+    continue_training: bool = False,
 ) -> Trainer:
     """Train `method` on `trainset_path` from the base folder; save the model to `output_dir`.
 
@@ -118,6 +119,9 @@ def train_method(
     settings and inputs. Returns the Trainer (its `state.log_history` holds the loss curve).
     `scorer` holds `reward_models.scoring.load_scorer` keyword arguments of the reward model that a
     method with `trains_online` (rloo) is trained against; its folder is an input like the others.
+    `continue_training`: `base_path` is a model this method saved (an online round's previous
+    model, `rewardcond.rounds`), loaded by `method.load_model` with its reward scaler kept, not
+    built from a base (which would fit a new scaler).
 
     Raises:
         ValueError: if a method with `trains_online` gets no `scorer`, or another method gets one.
@@ -150,6 +154,8 @@ def train_method(
         "bf16": bf16,
         "rows": len(trainset),
     }
+    if continue_training:
+        params["continue_training"] = True
     inputs = [trainset_path, base_path]
     if scorer is not None:
         params["scorer"] = scorer
@@ -184,7 +190,10 @@ def train_method(
     last = resume_point(args, checkpoint_dir, fingerprint, name=method.name)
 
     set_seed(seed)
-    model, tokenizer = method.build_model(base_path, trainset)
+    if continue_training:
+        model, tokenizer = method.load_model(base_path)
+    else:
+        model, tokenizer = method.build_model(base_path, trainset)
     if method.learns_from_pairs:
         trainer = method.pair_trainer(
             model, tokenizer, trainset, base_path=base_path, args=arguments, callbacks=callbacks
@@ -258,6 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scorer", type=json.loads, default=None, help="load_scorer JSON (rloo's reward model)"
     )
+    parser.add_argument(
+        "--continue-training",
+        action="store_true",
+        help="--base is a model of this method (an online round's previous one): continue it",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -275,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         device=args.device,
         scorer=args.scorer,
+        continue_training=args.continue_training,
     )
 
 

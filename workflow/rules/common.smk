@@ -132,17 +132,17 @@ def all_outputs():
     targets = []
     targets += [f"data/prepared/{SOURCE}/report.json"]
     targets += [f"{RESULTS}/reward_model/accuracy.csv", f"{RESULTS}/scored/completions.parquet"]
-    targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=METHODS)
+    targets += expand(f"{RESULTS}/generations/{{method}}.parquet", method=EVALUATED)
     targets += [f"{RESULTS}/REPORT.md"]
     targets += [f"{RESULTS}/tables/{name}.csv" for name in PUBLISHED_TABLES]
-    targets += expand(f"{RESULTS}/judged/{{method}}.parquet", method=[*METHODS, "references"])
+    targets += expand(f"{RESULTS}/judged/{{method}}.parquet", method=[*EVALUATED, "references"])
     targets += [f"{RESULTS}/tables/judges.csv", f"{RESULTS}/tables/examples.parquet"]
     # Asked for by name: Snakemake reruns a job for a missing output only when it is requested,
     # so adding an llm judge to a finished run reruns the judge jobs.
     targets += expand(
         f"{RESULTS}/judges/{{name}}/{{method}}.json",
         name=[judge["name"] for judge in config["evaluate"]["judges"] if judge["kind"] == "llm"],
-        method=[*METHODS, "references"],
+        method=[*EVALUATED, "references"],
     )
     return targets
 
@@ -301,8 +301,15 @@ if config["evaluate"]["main_method"] not in METHODS:
         f"evaluate.main_method: {config['evaluate']['main_method']!r} is not one of methods "
         f"{METHODS}; the verdict compares it with every other method"
     )
+# Online rounds (issue 18): round r >= 2 of a conditioned method is the model `<method>-r<r>`,
+# evaluated like a method of its own (rules online_round, train_round in rounds.smk).
+ROUNDS = config["train"]["rounds"]
+ROUND_METHODS = [m for m in METHODS if m in ("scalar", "tokens", "text")] if ROUNDS > 1 else []
+ROUND_NAMES = {m: [f"{m}-r{r}" for r in range(2, ROUNDS + 1)] for m in ROUND_METHODS}
+# Every model evaluated: the methods, each followed by its rounds (== METHODS when rounds: 1).
+EVALUATED = [name for m in METHODS for name in [m, *ROUND_NAMES.get(m, [])]]
 wildcard_constraints:
-    method="|".join(re.escape(method) for method in METHODS),
+    method="|".join(re.escape(method) for method in EVALUATED),
 
 
 def method_options(wildcards):
@@ -311,7 +318,7 @@ def method_options(wildcards):
     trainset.max_prompt_tokens + max_completion_tokens + 1 (EOS): every training row fits.
     `rloo.max_completion_length: null` becomes generate.max_new_tokens: training and evaluation
     cut a summary at the same length."""
-    name = "bon" if wildcards.method in BEST_OF_N else wildcards.method
+    name = "bon" if wildcards.method in BEST_OF_N else MODULES.split_round(wildcards.method)[0]
     options = dict(config.get("method_options", {}).get(name, {}))
     if name == "dpo" and options.get("max_length") is None:
         trainset = config["trainset"]
@@ -325,9 +332,8 @@ def method_options(wildcards):
 
 def method_train_config(method):
     """The `train` section with the method's `train.overrides.<method>` applied."""
-    section = {
-        key: value for key, value in config["train"].items() if key not in ("overrides", "from_sft")
-    }
+    ignored = ("overrides", "from_sft", "rounds", "online")
+    section = {key: value for key, value in config["train"].items() if key not in ignored}
     return section | config["train"].get("overrides", {}).get(method, {})
 
 
@@ -477,6 +483,8 @@ def command_line_json(function):
 # supervised baseline.
 BEST_OF_N = [method for method in METHODS if re.fullmatch(r"bon[1-9][0-9]*", method)]
 TRAINED_METHODS = [method for method in METHODS if method not in BEST_OF_N]
+# Every trained model: the trained methods and their online rounds.
+MODELS = [name for name in EVALUATED if name not in BEST_OF_N]
 FROM_SFT = ("dpo", "rloo", *config["train"]["from_sft"])
 if "sft" in FROM_SFT:
     raise ValueError("train.from_sft lists 'sft': the sft model cannot start from itself")
@@ -552,3 +560,45 @@ def stage_priority(stage):
         return STAGE_PRIORITY[stage] + 5 * (getattr(wildcards, "method", None) == "sft")
 
     return priority
+
+
+# --- online rounds (issue 18): rules online_round and train_round of rounds.smk ---
+def previous_round(wildcards):
+    """Round r - 1's model and pool (trainset) of `{method}-r{round}`: the offline method's for
+    round 2."""
+    before = int(wildcards.round) - 1
+    name = wildcards.method if before == 1 else f"{wildcards.method}-r{before}"
+    return {"model": f"{RESULTS}/models/{name}", "pool": f"{RESULTS}/trainsets/{name}.parquet"}
+
+
+def online_settings():
+    """`rewardcond.rounds.OnlineSettings` keyword arguments: `train.online` less `steps`, with
+    generate's max_new_tokens and batch_size (a sample is cut where an evaluated summary is)."""
+    ignored = ("steps", "on_empty")
+    online = {key: value for key, value in config["train"]["online"].items() if key not in ignored}
+    generate = config["generate"]
+    return online | {"max_new_tokens": generate["max_new_tokens"], "batch_size": generate["batch_size"]}
+
+
+def round_train_settings(wildcards):
+    """The method's train settings, with `train.online.steps` optimizer steps."""
+    return train_settings(wildcards) | {"max_steps": config["train"]["online"]["steps"]}
+
+
+def round_reports():
+    """Every online round's report (`trainsets/<method>-r<r>.json`), for publish's cost columns."""
+    return [f"{RESULTS}/trainsets/{name}.json" for names in ROUND_NAMES.values() for name in names]
+
+
+def policy_samples():
+    """{method: summaries its training sampled from its own policy} of rloo: max_steps x
+    global_batch_size / num_iterations (a batch of global_batch_size summaries is sampled for
+    every num_iterations optimizer steps, `rewardcond.methods.rloo`), for the cost columns of a
+    run with online rounds; None without rounds, {} when rloo's steps are not set (max_steps -1)."""
+    if ROUNDS == 1:
+        return None
+    settings = method_train_config("rloo")
+    if "rloo" not in METHODS or settings["max_steps"] <= 0:
+        return {}
+    iterations = config.get("method_options", {}).get("rloo", {}).get("num_iterations", 1)
+    return {"rloo": settings["max_steps"] * settings["global_batch_size"] // iterations}

@@ -65,17 +65,19 @@ rule score_references:
 
 rule publish:
     input:
-        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=METHODS),
+        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=EVALUATED),
         references=f"{RESULTS}/evaluated/references.parquet",
         targets=f"{RESULTS}/targets.json",
         posts=f"data/prepared/{SOURCE}/posts.parquet",
         comparisons=f"data/prepared/{SOURCE}/comparisons.parquet",
         prompts=f"{RESULTS}/eval_prompts.parquet",
-        kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=METHODS),
+        kl=expand(f"{RESULTS}/kl/{{method}}.parquet", method=EVALUATED),
         # Each judge's columns and the REPORT's "Judges" section (issue 17 §1), when configured.
-        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=METHODS) if JUDGES else [],
+        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=EVALUATED) if JUDGES else [],
         judged_references=f"{RESULTS}/judged/references.parquet" if JUDGES else [],
         judges_table=f"{RESULTS}/tables/judges.csv" if JUDGES else [],
+        # The online rounds' reports (their sample counts): none when train.rounds is 1.
+        rounds=round_reports(),
         library=library("publish.py"),
     output:
         summary=report(
@@ -147,6 +149,7 @@ rule publish:
         # The held-out side of the verdict, comparisons, matched-KL/over-optimisation tables and
         # plots (issue 17 §1); null without judges.
         main_judge=lookup(dpath="evaluate/main_judge", within=config, default=None),
+        policy_samples=policy_samples(),
         seed=lookup(dpath="seed", within=config),
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,

@@ -13,7 +13,7 @@ rule generate_summaries:
         # Temporary: deleted once merged into generations/{method}.parquet.
         temp(f"{RESULTS}/generations/shards/{{method}}.{{scatteritem}}.parquet"),
     wildcard_constraints:
-        method=alternation(TRAINED_METHODS),
+        method=alternation(MODELS),
     params:
         method_options=method_options,
         settings=generate_settings(),
@@ -47,7 +47,7 @@ rule merge_generations:
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
     wildcard_constraints:
-        method=alternation(TRAINED_METHODS),
+        method=alternation(MODELS),
     priority: stage_priority("evaluate")
     log:
         "logs/merge_generations/{method}.log",

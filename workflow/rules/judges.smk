@@ -99,8 +99,8 @@ rule judge_agreement:
 
 rule examples:
     input:
-        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=METHODS),
-        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=METHODS),
+        evaluated=expand(f"{RESULTS}/evaluated/{{method}}.parquet", method=EVALUATED),
+        judged=expand(f"{RESULTS}/judged/{{method}}.parquet", method=EVALUATED),
         library=library("examples.py"),
     output:
         parquet=f"{RESULTS}/tables/examples.parquet",

@@ -14,7 +14,7 @@ rule kl:
     output:
         f"{RESULTS}/kl/{{method}}.parquet",
     wildcard_constraints:
-        method=alternation(TRAINED_METHODS),
+        method=alternation(MODELS),
     params:
         method_options=method_options,
         settings=generate_settings(),

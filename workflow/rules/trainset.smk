@@ -11,6 +11,9 @@ rule trainset:
     output:
         trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
         report=f"{RESULTS}/trainsets/{{method}}.json",
+    # The methods only: an online round's pool (`<method>-r<r>`) is rule online_round's.
+    wildcard_constraints:
+        method=alternation(METHODS),
     params:
         method_options=method_options,
         settings=trainset_settings(),

@@ -28,4 +28,6 @@ publish(
     judged=snakemake.input.judged,
     judged_references=snakemake.input.judged_references or None,
     judges_table=snakemake.input.judges_table or None,
+    round_reports=snakemake.input.rounds,
+    policy_samples=snakemake.params.policy_samples,
 )

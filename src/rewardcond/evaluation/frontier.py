@@ -19,6 +19,7 @@ import pandas as pd
 
 from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.summary import best_targets
+from rewardcond.modules import split_round
 from rewardcond.stats import BootstrapSettings, paired_difference
 from rewardcond.tables import NO_TARGET
 
@@ -267,6 +268,25 @@ def frontier_points(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         start = summary[summary["method"] == REFERENCE_METHOD]
         series.append(("best-of-N", pd.concat([start, bon]).sort_values("kl_sft", kind="stable")))
     return series
+
+
+def round_paths(summary: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The online rounds of each method (issue 18) as a path: (method, rows), one row per round
+    (the method itself is round 1, `<method>-r<r>` round r, `rewardcond.modules.split_round`),
+    in round order, each at the round's top in-range target (the highest in-range
+    target_reward); a `round` column is added. Only methods with a round >= 2 have a path."""
+    rounds = summary.assign(
+        base=[split_round(method)[0] for method in summary["method"]],
+        round=[split_round(method)[1] for method in summary["method"]],
+    )
+    in_range = rounds[rounds["in_range"].fillna(False).astype(bool)]
+    paths = []
+    for base, rows in in_range.groupby("base", sort=False):
+        if rows["round"].max() < 2:
+            continue
+        top = rows.sort_values("target_reward", kind="stable").groupby("round").tail(1)
+        paths.append((base, top.sort_values("round").drop(columns="base")))
+    return paths
 
 
 def kl_label(row: pd.Series | dict) -> str:

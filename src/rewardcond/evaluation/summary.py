@@ -13,6 +13,7 @@ import pandas as pd
 from rewardcond.evaluation.judged import judge_summary, mean_ci
 from rewardcond.evaluation.metrics import ROUGE_TYPES, distinct_n, is_empty, win_indicator
 from rewardcond.evaluation.targets import Target
+from rewardcond.modules import split_round
 from rewardcond.stats import BootstrapSettings
 from rewardcond.tables import GENERATION_COLUMNS, NO_TARGET, require_columns
 
@@ -154,12 +155,22 @@ def best_targets(summary: pd.DataFrame) -> dict[str, str]:
     return chosen
 
 
-def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = None) -> pd.DataFrame:
+def win_rates(
+    summary: pd.DataFrame,
+    train_seconds: dict[str, float] | None = None,
+    online_costs: Mapping[str, Mapping[str, float]] | None = None,
+) -> pd.DataFrame:
     """One row per method at its headline target (`best_targets`): win rates against the
     reference summary under the reward model and under gold with their intervals, the means
     they go with, each judge's columns (`judge_<name>_*`, where the summary has them), the KL
     from sft (`kl_*` columns, where the summary has them) and the cost columns (training
-    seconds, generated tokens per prompt, N)."""
+    seconds, generated tokens per prompt, N).
+
+    With `online_costs` (a run with online rounds, issue 18: {model name: {"samples",
+    "sampled_tokens"}}, `rewardcond.report.setup.online_costs`) also `round` (1 for a method,
+    r for `<method>-r<r>`), `online_samples` and `online_sampled_tokens`: the summaries the
+    model's training sampled from its own policies and their tokens, over all its rounds (0 for
+    a method trained offline; NaN where not known)."""
     chosen = best_targets(summary)
     rows = pd.concat(
         [
@@ -195,6 +206,12 @@ def win_rates(summary: pd.DataFrame, train_seconds: dict[str, float] | None = No
     table["train_seconds"] = [seconds.get(method, float("nan")) for method in table["method"]]
     table["generated_tokens_per_prompt"] = rows["generated_tokens_per_prompt"]
     table["n_candidates"] = rows["n_candidates"]
+    if online_costs is not None:
+        table["round"] = [split_round(method)[1] for method in table["method"]]
+        for column, key in (("online_samples", "samples"), ("online_sampled_tokens", "tokens")):
+            table[column] = [
+                online_costs.get(method, {}).get(key, float("nan")) for method in table["method"]
+            ]
     return table
 
 

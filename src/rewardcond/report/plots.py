@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from rewardcond.artifacts import atomic_path
-from rewardcond.evaluation.frontier import frontier_points
+from rewardcond.evaluation.frontier import frontier_points, round_paths
 from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.targets import Target
 from rewardcond.report.verdict import method_label
@@ -239,7 +239,9 @@ def plot_frontier(summary: pd.DataFrame, path, judge: HeldOutJudge | None = None
     a curve per conditioned method across its targets (in target order, each point named),
     best-of-N across N (from sft at N = 1), a point per other method; bars are the intervals
     (KL's as sqrt of its interval, clipped at 0). Points with an infinite or missing KL are
-    listed in the title, not drawn."""
+    listed in the title, not drawn. A method trained in online rounds also gets a dashed path
+    through its rounds at their top in-range target (`frontier.round_paths`), each point named
+    `r<round>`."""
     plt = _pyplot()
     panels = [(("achieved_reward_mean", "achieved_reward_ci_low", "achieved_reward_ci_high"),
                "proxy: reward-model reward (raw RM units)")]  # fmt: skip
@@ -280,6 +282,16 @@ def plot_frontier(summary: pd.DataFrame, path, judge: HeldOutJudge | None = None
                 for xi, yi, name in zip(x, finite[columns[0]], finite["target_name"], strict=True):
                     axis.annotate(name, (xi, yi), fontsize=6, xytext=(3, 3),
                                   textcoords="offset points")  # fmt: skip
+    for method, rows in round_paths(summary):  # online rounds (issue 18): r1 -> r2 -> ...
+        rows = rows[np.isfinite(rows["kl_sft"].to_numpy(float))]
+        x = np.sqrt(rows["kl_sft"].clip(lower=0).to_numpy(float))
+        for axis, (columns, _) in zip(axes[0], panels, strict=True):
+            y = rows[columns[0]].to_numpy(float)
+            axis.plot(x, y, color="black", linestyle="--", linewidth=1.5, zorder=5,
+                      label=f"{method}: rounds at the top in-range target")  # fmt: skip
+            for xi, yi, round_number in zip(x, y, rows["round"], strict=True):
+                axis.annotate(f"r{round_number}", (xi, yi), fontsize=8, weight="bold",
+                              xytext=(-12, 4), textcoords="offset points")  # fmt: skip
     for axis, (_, ylabel) in zip(axes[0], panels, strict=True):
         axis.set(xlabel="sqrt(KL(pi || pi_sft)), sqrt(nats per sequence)", ylabel=ylabel)
         axis.legend(fontsize="small")

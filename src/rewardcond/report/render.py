@@ -38,6 +38,7 @@ from rewardcond.report.setup import (
     data_sizes,
     hardware,
     models_line,
+    online_costs,
     stage_times,
     training_seconds,
 )
@@ -79,6 +80,7 @@ def build_tables(
     main_method: str | None = None,
     judges: Mapping[str, str] | None = None,
     main_judge: str | None = None,
+    online_costs: Mapping[str, Mapping[str, float]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """summary, correlation, winrate and comparisons tables from `combine`'s frame (with
     `judges`, {name: kind}, `attach_judges`' frame: each judge's columns in summary and
@@ -99,7 +101,7 @@ def build_tables(
     tables = {
         "summary": summary,
         "correlation": correlation,
-        "winrate": win_rates(summary, dict(train_seconds or {})),
+        "winrate": win_rates(summary, dict(train_seconds or {}), online_costs),
         "comparisons": compare_methods(frame, summary, correlation, settings, main_method, judge),
     }
     if kl is not None:
@@ -226,6 +228,8 @@ def publish(
     judged: str | os.PathLike | Sequence[str | os.PathLike] = (),
     judged_references: str | os.PathLike | None = None,
     judges_table: str | os.PathLike | None = None,
+    round_reports: Sequence[str | os.PathLike] = (),
+    policy_samples: Mapping[str, int] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Rule `publish`: write `tables/`, `plots/` and `REPORT.md` under `results`.
 
@@ -237,6 +241,10 @@ def publish(
     `main_judge` (config `evaluate.main_judge`) is the held-out side of the verdict, the
     comparisons, matched-KL and over-optimisation tables and the `overoptimisation` and
     `frontier` plots; without judges they say that only the proxy judges.
+    `round_reports` (the online rounds' `trainsets/<method>-r<r>.json`, issue 18): when given,
+    winrate gets the columns `round`, `online_samples` and `online_sampled_tokens`
+    (`setup.online_costs`, with `policy_samples` {method: summaries sampled in training}, e.g.
+    rloo's); a run without rounds has the tables it had.
 
     Raises:
         ValueError: naming `evaluate.main_method` when it is not among the evaluated methods;
@@ -283,6 +291,9 @@ def publish(
         main_method=main_method,
         judges=judges,
         main_judge=main_judge,
+        online_costs=online_costs(round_reports, methods, policy_samples)
+        if round_reports
+        else None,
     )
     titles = {
         "summary": "Summary: one row per method x target",

@@ -3,6 +3,7 @@ sizes and the time of each stage (Snakemake benchmark files)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from collections.abc import Mapping, Sequence
@@ -12,18 +13,50 @@ import numpy as np
 import pandas as pd
 
 from rewardcond.evaluation.summary import read_benchmark_seconds
+from rewardcond.modules import split_round
 
 REWARD_MODEL_NOTE = "the run's trained reward model (`reward_model/model/manifest.json`)"
 
 
 def training_seconds(benchmarks: str | os.PathLike, methods: Sequence[str]) -> dict[str, float]:
-    """Training seconds per method from `benchmarks/train/{method}.tsv`, where present."""
+    """Training seconds per method from `benchmarks/train/{method}.tsv`, where present. An
+    online round's model `<method>-r<r>` (issue 18) costs its method's training plus, for each
+    round 2..r, the round's sampling and scoring (`online_round`) and training (`train_round`);
+    it is left out when any of those files is missing."""
     seconds = {}
     for method in methods:
-        path = Path(benchmarks) / "train" / f"{method}.tsv"
-        if path.exists():
-            seconds[method] = read_benchmark_seconds(path)
+        base, last = split_round(method)
+        paths = [Path(benchmarks) / "train" / f"{base}.tsv"]
+        for round_number in range(2, last + 1):
+            paths += [
+                Path(benchmarks) / rule / f"{base}-r{round_number}.tsv"
+                for rule in ("online_round", "train_round")
+            ]
+        if all(path.exists() for path in paths):
+            seconds[method] = sum(read_benchmark_seconds(path) for path in paths)
     return seconds
+
+
+def online_costs(
+    round_reports: Sequence[str | os.PathLike], methods: Sequence[str], samples=None
+) -> dict[str, dict[str, float]]:
+    """{model name: {"samples", "tokens"}}: the summaries that each model's training sampled
+    from its own policies, and their tokens, summed over its rounds from the online rounds'
+    reports (`trainsets/<method>-r<r>.json`, `rewardcond.rounds.run_round`): `<method>-r<r>`
+    counts rounds 2..r, a method of `methods` trained offline 0. `samples` ({method: count},
+    e.g. rloo's steps x summaries per step) sets a method's count; its tokens are unknown
+    (NaN)."""
+    reports = [json.loads(Path(path).read_text()) for path in round_reports]
+    costs = {method: {"samples": 0, "tokens": 0} for method in methods}
+    for method, count in (samples or {}).items():
+        costs[method] = {"samples": count, "tokens": float("nan")}
+    for report in reports:
+        for name, cost in costs.items():
+            base, last = split_round(name)
+            if base == report["method"] and 2 <= report["round"] <= last:
+                cost["samples"] += report["samples"]
+                cost["tokens"] += report["sampled_tokens"]
+    return costs
 
 
 def stage_times(benchmarks: str | os.PathLike) -> pd.DataFrame:
