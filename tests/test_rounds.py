@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from experiment_world import (
-    MAX_COMPLETION_TOKENS,
-    MAX_PROMPT_TOKENS,
     N_TRAIN_POSTS,
     TEMPLATE,
+    tiny_train_settings,
+    write_trainsets,
     write_world,
 )
 from reward_helpers import tiny_reward_model
@@ -26,21 +26,11 @@ from rewardcond.rounds import (
     sample_round,
     score_samples,
 )
-from rewardcond.train import TrainSettings, train_method
-from rewardcond.trainset import TrainsetSettings, build_trainset
+from rewardcond.train import train_method
 
 K = 3
 ONLINE = OnlineSettings(samples_per_prompt=K, max_new_tokens=8, batch_size=8)
-TRAIN = TrainSettings(
-    learning_rate=1e-2,
-    global_batch_size=8,
-    per_device_batch_size=8,
-    max_steps=2,
-    warmup_ratio=0.0,
-    lr_scheduler="constant",
-    save_steps=100,
-    logging_steps=1,
-)
+TRAIN = tiny_train_settings(global_batch_size=8, per_device_batch_size=8, max_steps=2)
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +40,8 @@ def world(tmp_path_factory, tiny_tokenizer):
     paths["reward_model"] = str(root / "reward_model")
     tiny_reward_model(tiny_tokenizer, seed=1).save_pretrained(paths["reward_model"])
     tiny_tokenizer.save_pretrained(paths["reward_model"])
-    settings = TrainsetSettings(
-        max_completion_tokens=MAX_COMPLETION_TOKENS, max_prompt_tokens=MAX_PROMPT_TOKENS
-    )
+    write_trainsets(root, paths, ("scalar", "tokens", "text"))
     for method in ("scalar", "tokens", "text"):
-        paths[method] = str(root / f"{method}.parquet")
-        build_trainset(
-            get_method(method),
-            scored_path=paths["scored"],
-            posts_path=paths["posts"],
-            base_path=paths["base"],
-            template=TEMPLATE,
-            settings=settings,
-            seed=0,
-            output_path=paths[method],
-            report_path=str(root / f"{method}.json"),
-        )
         paths[f"{method}_model"] = str(root / f"{method}_model")
         train_method(
             get_method(method),

@@ -42,22 +42,12 @@ import pandas as pd
 from rewardcond.artifacts import write_json, write_parquet
 from rewardcond.methods import Method
 from rewardcond.modeling import RewardConditionedLM
+from rewardcond.trainset import TRAINSET_COLUMNS
 
 log = logging.getLogger(__name__)
 
-#: The columns every pool row has (`rewardcond.trainset.filter_rows`); a method adds its own.
-POOL_COLUMNS = [
-    "completion_id",
-    "post_id",
-    "subreddit",
-    "title",
-    "post",
-    "prompt",
-    "completion",
-    "reward",
-    "source",
-    "policy",
-]
+#: The columns every pool row has: a round's pool is a trainset.
+POOL_COLUMNS = TRAINSET_COLUMNS
 TARGET_DRAWS = ("quantile", "above_max")
 
 

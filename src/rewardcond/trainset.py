@@ -22,6 +22,20 @@ from rewardcond.methods import Method
 
 log = logging.getLogger(__name__)
 
+#: The columns of every trainset row (`filter_rows`); a method adds its own.
+TRAINSET_COLUMNS = [
+    "completion_id",
+    "post_id",
+    "subreddit",
+    "title",
+    "post",
+    "prompt",
+    "completion",
+    "reward",
+    "source",
+    "policy",
+]
+
 SCORED_COLUMNS = ("completion_id", "post_id", "text", "policy", "source", "split", "reward")
 POST_COLUMNS = ("post_id", "subreddit", "title", "post")
 EVAL_COLUMNS = ["post_id", "subreddit", "title", "post", "reference"]
@@ -126,20 +140,7 @@ def filter_rows(
     counts["prompt_too_long"] = int(prompt.isna().sum())
     rows = rows.assign(prompt=prompt)[prompt.notna()]
     counts["out"] = len(rows)
-    out = rows.rename(columns={"text": "completion"})[
-        [
-            "completion_id",
-            "post_id",
-            "subreddit",
-            "title",
-            "post",
-            "prompt",
-            "completion",
-            "reward",
-            "source",
-            "policy",
-        ]
-    ]
+    out = rows.rename(columns={"text": "completion"})[TRAINSET_COLUMNS]
     return out.reset_index(drop=True), counts
 
 
