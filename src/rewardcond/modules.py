@@ -16,6 +16,7 @@ Module names are dotted (`rewardcond.reward_models.scoring`); a package is named
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import re
 from collections.abc import Iterable
@@ -39,6 +40,56 @@ def split_round(name: str) -> tuple[str, int]:
     if match is None:
         return name, 1
     return name[: match.start()], int(match["round"])
+
+
+#: A model's name: its method, then the variant suffixes in this order, each left out at its
+#: default: `-r<round>` (an online round >= 2, issue 18), `-f<percent>` (trained on that percent,
+#: 1-99, of the method's training pool; 100 when left out) and `-s<seed>` (a replicate trained with
+#: that seed; the run's `seed` when left out) (issue 19). `scalar-r2-f30-s7` is round 2 of `scalar`
+#: trained on 30% of its pool with seed 7.
+MODEL_NAME = re.compile(
+    r"(?P<method>[a-z_][a-z0-9_]*?)"
+    r"(?:-r(?P<round>[2-9]|[1-9][0-9]+))?"
+    r"(?:-f(?P<fraction>[1-9][0-9]?))?"
+    r"(?:-s(?P<seed>0|[1-9][0-9]*))?"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelName:
+    """The parts of a model name (`MODEL_NAME`): `percent` in 1..100, `seed` None for the run's."""
+
+    method: str
+    round: int = 1
+    percent: int = 100
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, name: str) -> ModelName:
+        """The parts of `name`.
+
+        Raises:
+            ValueError: naming `name` and the expected form, when it does not match MODEL_NAME.
+        """
+        match = MODEL_NAME.fullmatch(name)
+        if match is None:
+            raise ValueError(
+                f"model name {name!r} is not <method>[-r<round>=2..][-f<percent>=1..99][-s<seed>]"
+            )
+        return cls(
+            method=match["method"],
+            round=int(match["round"] or 1),
+            percent=int(match["fraction"] or 100),
+            seed=None if match["seed"] is None else int(match["seed"]),
+        )
+
+    def __str__(self) -> str:
+        return (
+            self.method
+            + (f"-r{self.round}" if self.round != 1 else "")
+            + (f"-f{self.percent}" if self.percent != 100 else "")
+            + (f"-s{self.seed}" if self.seed is not None else "")
+        )
 
 
 def method_module(name: str, source: str | Path = SOURCE) -> str:
