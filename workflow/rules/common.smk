@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path, PurePosixPath
 
 
@@ -14,6 +15,8 @@ def package_module(name):
     path = Path(workflow.basedir, f"src/rewardcond/{name}.py")
     spec = importlib.util.spec_from_file_location(f"rewardcond_{name}", path)
     loaded = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as importlib's recipe does: a dataclass looks its module up there.
+    sys.modules[spec.name] = loaded
     spec.loader.exec_module(loaded)
     return loaded
 
