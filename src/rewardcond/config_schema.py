@@ -231,9 +231,7 @@ def variant_errors(config: dict) -> list[str]:
     percents = [percent for percent in train.get("pool_percents") or [100] if percent != 100]
     if train.get("rounds", 1) > 1 and (seeds or percents):
         keys = " and ".join(
-            key
-            for key, used in (("train.seeds", seeds), ("train.pool_percents", percents))
-            if used
+            key for key, used in (("train.seeds", seeds), ("train.pool_percents", percents)) if used
         )
         return [
             f"train.rounds: {train['rounds']} (online rounds) cannot be combined with {keys} "

@@ -311,7 +311,8 @@ ROUND_METHODS = [m for m in METHODS if m in ("scalar", "tokens", "text")] if ROU
 ROUND_NAMES = {m: [f"{m}-r{r}" for r in range(2, ROUNDS + 1)] for m in ROUND_METHODS}
 # Model variants (issue 19): a replicate `<method>-s<k>` per training seed k of train.seeds other
 # than the run's, and, for a conditioned method, `<method>-f<p>` per percent p < 100 of
-# train.pool_percents (trained on p % of its pool, rule trainset_fraction); both: `<m>-f<p>-s<k>`.
+# train.pool_percents (trained on p % of its pool, by rule trainset_fraction); both give
+# `<m>-f<p>-s<k>`.
 SEED = config["seed"]
 SEEDS = [SEED, *[seed for seed in config["train"]["seeds"] or [] if seed != SEED]]
 PERCENTS = [100, *sorted(p for p in config["train"]["pool_percents"] if p != 100)]
