@@ -289,8 +289,9 @@ def test_dry_run_stops_when_the_main_method_is_not_run(tmp_path):
         ("workflow/config/config.yaml",),
         ("workflow/config/demo.yaml",),
         ("workflow/config/demo.yaml", "workflow/config/smollm.yaml"),
+        ("workflow/config/demo.yaml", "workflow/config/questions.yaml"),
     ],
-    ids=["default", "demo", "demo+smollm"],
+    ids=["default", "demo", "demo+smollm", "demo+questions"],
 )
 def test_shipped_configs_pass_a_dry_run(configfiles):
     code, output = dry_run(*configfiles)
@@ -372,7 +373,8 @@ SECTIONS = {
         ("train",),
         dataclass_defaults(TrainSettings),
         # which model it starts from, not how it trains; the online rounds (next section)
-        ("base_model", "from_sft", "overrides", "rounds", "online"),
+        # the model variants of issue 19 (seeds, pool percents)
+        ("base_model", "from_sft", "overrides", "rounds", "online", "seeds", "pool_percents"),
         {},
         (),
     ),

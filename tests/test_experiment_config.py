@@ -48,7 +48,15 @@ def test_config_sections_build_every_settings_object(overlays, base_model):
     for method in config["methods"]:
         get_method(method, config.get("method_options", {}).get(method))
     TrainsetSettings(**{k: v for k, v in config["trainset"].items() if k != "targets"})
-    not_settings = ("overrides", "base_model", "from_sft", "rounds", "online")
+    not_settings = (
+        "overrides",
+        "base_model",
+        "from_sft",
+        "rounds",
+        "online",
+        "seeds",
+        "pool_percents",
+    )
     train = {k: v for k, v in config["train"].items() if k not in not_settings}
     online = {k: v for k, v in config["train"]["online"].items() if k not in ("steps", "on_empty")}
     OnlineSettings(**online)  # as common.smk's online_settings passes it

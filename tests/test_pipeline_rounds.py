@@ -1,5 +1,7 @@
 """Two tiny online rounds end to end (issue 18): the rounds overlay of the demo, shrunk, run by
-Snakemake in a copy of the checkout; then what a changed round setting reruns."""
+Snakemake in a copy of the checkout; then what a changed round setting reruns. In the same
+checkout (its world and base model reused), a second run of replicate seeds and pool percents
+(issue 19) end to end, and what adding a seed reruns."""
 
 import json
 import re
@@ -12,6 +14,7 @@ import pandas as pd
 import pytest
 
 from rewardcond.modeling import RewardConditionedLM
+from rewardcond.trainset import post_order
 
 pytestmark = pytest.mark.slow
 
@@ -116,3 +119,107 @@ def test_a_round_setting_reruns_that_round_onwards_only(finished, tmp_path):
     samples.write_text("train: {online: {samples_per_prompt: 2}}\n")
     jobs = jobs_to_run(finished, [*CONFIGS, str(samples)])
     assert jobs["online_round"] == 1 and jobs["train_round"] == 1 and "train" not in jobs
+
+
+# --- replicate seeds and pool percents (issue 19), in the same checkout ---------------------------
+# Rounds do not combine with them (a config error), so a run of its own: scalar at 100 % and 50 %
+# of its pool and sft, each at the demo's seed 1234 and at seed 7.
+VARIANTS = """\
+run: tiny-variants
+train:
+  rounds: 1
+  seeds: [1234, 7]
+  pool_percents: [50, 100]
+"""
+VARIANT_MODELS = {"sft", "sft-s7", "scalar", "scalar-f50", "scalar-s7", "scalar-f50-s7"}
+
+
+@pytest.fixture(scope="module")
+def variants(finished) -> tuple[Path, list[str]]:
+    (finished / "variants.yaml").write_text(VARIANTS)
+    configs = [*CONFIGS, "variants.yaml"]
+    snakemake(finished, "--cores", "2", configs=configs)
+    return finished, configs
+
+
+def test_every_seed_and_percent_is_a_model_with_its_rows_in_the_tables(variants):
+    results = variants[0] / "results/tiny-variants"
+    assert {path.name for path in (results / "models").iterdir()} == VARIANT_MODELS
+    targets = json.loads((results / "targets.json").read_text())
+    summary = pd.read_csv(results / "tables/summary.csv")
+    assert list(summary.columns[:3]) == ["method", "seed", "pool_percent"]
+    rows = summary.groupby("method").agg(
+        n=("target_name", "size"), seed=("seed", "unique"), percent=("pool_percent", "unique")
+    )
+    variant = {name: (tuple(r.seed), tuple(r.percent)) for name, r in rows.iterrows()}
+    assert variant == {
+        "sft": ((1234,), (100,)),
+        "sft-s7": ((7,), (100,)),
+        "scalar": ((1234,), (100,)),
+        "scalar-f50": ((1234,), (50,)),
+        "scalar-s7": ((7,), (100,)),
+        "scalar-f50-s7": ((7,), (50,)),
+    }
+    assert rows["n"].to_dict() == {
+        name: 1 if name.startswith("sft") else len(targets) for name in VARIANT_MODELS
+    }
+    winrate = pd.read_csv(results / "tables/winrate.csv").set_index("method")
+    assert winrate[["seed", "pool_percent"]].to_dict("index") == {
+        name: {"seed": seed[0], "pool_percent": percent[0]}
+        for name, (seed, percent) in variant.items()
+    }
+    correlation = pd.read_csv(results / "tables/correlation.csv").set_index("method")
+    assert correlation[["seed", "pool_percent"]].to_dict("index") == {
+        "scalar": {"seed": 1234, "pool_percent": 100},
+        "scalar-f50": {"seed": 1234, "pool_percent": 50},
+        "scalar-s7": {"seed": 7, "pool_percent": 100},
+        "scalar-f50-s7": {"seed": 7, "pool_percent": 50},
+    }
+
+
+def test_a_percent_trains_on_half_the_posts_and_a_seed_on_its_own_sft(variants):
+    results = variants[0] / "results/tiny-variants"
+    pool = pd.read_parquet(results / "trainsets/scalar.parquet")
+    half = pd.read_parquet(results / "trainsets/scalar-f50.parquet")
+    posts = pool["post_id"].nunique()
+    kept = post_order(pool["post_id"], 1234)[: (50 * posts + 50) // 100]
+    assert set(half["post_id"]) == set(kept)
+    assert len(half) == pool["post_id"].isin(kept).sum()  # whole posts
+    report = json.loads((results / "trainsets/scalar-f50.json").read_text())
+    assert (report["posts"], report["rows"], report["pool_posts"]) == (len(kept), len(half), posts)
+    for name, seed, trainset, start in [
+        ("scalar-f50-s7", 7, "scalar-f50", "sft-s7"),
+        ("scalar-s7", 7, "scalar", "sft-s7"),
+        ("scalar-f50", 1234, "scalar-f50", "sft"),
+        ("sft-s7", 7, "sft", None),
+    ]:
+        manifest = json.loads((results / f"models/{name}/manifest.json").read_text())
+        assert manifest["seed"] == seed, name
+        rows = pd.read_parquet(results / f"trainsets/{trainset}.parquet")
+        assert manifest["params"]["rows"] == len(rows), name
+        inputs = set(manifest["inputs"])
+        assert f"results/tiny-variants/trainsets/{trainset}.parquet" in inputs, name
+        if start is not None:
+            assert f"results/tiny-variants/models/{start}" in inputs, name
+    one = RewardConditionedLM.from_pretrained(results / "models/scalar")
+    seven = RewardConditionedLM.from_pretrained(results / "models/scalar-s7")
+    assert not all(a.equal(b) for a, b in zip(one.parameters(), seven.parameters(), strict=True))
+
+
+def test_adding_a_seed_runs_only_that_seeds_jobs(variants):
+    checkout, configs = variants
+    assert jobs_to_run(checkout, configs) == {}
+    more = checkout / "more.yaml"
+    more.write_text("train: {seeds: [1234, 7, 8]}\n")
+    jobs = jobs_to_run(checkout, [*configs, str(more)])
+    assert jobs == {
+        "train": 3,  # sft-s8, scalar-s8, scalar-f50-s8
+        "generate_summaries": 3,
+        "merge_generations": 3,
+        "kl": 3,
+        "evaluate": 3,
+        "judge": 3,
+        "examples": 1,
+        "publish": 1,
+        "all": 1,
+    }

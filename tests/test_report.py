@@ -31,6 +31,8 @@ SETTINGS = BootstrapSettings(n_resamples=200, level=0.95, seed=3)
 GOLD = HeldOutJudge("gold", "gold")
 SUMMARY_COLUMNS = [
     "method",
+    "seed",
+    "pool_percent",
     "target_name",
     "target_reward",
     "in_range",
@@ -66,6 +68,8 @@ SUMMARY_COLUMNS = [
 ]
 CORRELATION_COLUMNS = [
     "method",
+    "seed",
+    "pool_percent",
     "n",
     "n_prompts",
     "spearman_pooled",
@@ -84,6 +88,8 @@ CORRELATION_COLUMNS = [
 ]
 WINRATE_COLUMNS = [
     "method",
+    "seed",
+    "pool_percent",
     "target_name",
     "target_reward",
     "n",

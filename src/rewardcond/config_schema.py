@@ -169,7 +169,7 @@ def config_errors(config: dict, schema: dict) -> list[str]:
             )
     found.sort(key=lambda item: [str(part) for part in item[0]])
     lines = list(dict.fromkeys(line for _, line in found))  # a section's type and its $ref's agree
-    return lines or judge_errors(config)
+    return lines or judge_errors(config) + variant_errors(config)
 
 
 def judge_errors(config: dict) -> list[str]:
@@ -220,6 +220,25 @@ def judge_errors(config: dict) -> list[str]:
     if not judges and main is not None:
         errors.append(f"evaluate.main_judge: {main!r} names a judge, but evaluate.judges is empty")
     return errors
+
+
+def variant_errors(config: dict) -> list[str]:
+    """What the schema cannot check about the model variants of issue 19: online rounds
+    (train.rounds >= 2) do not combine with replicate seeds (train.seeds) or pool percents
+    (train.pool_percents) yet; a round's pool and start would have to follow its variant."""
+    train = config.get("train", {})
+    seeds = [seed for seed in train.get("seeds") or [] if seed != config.get("seed")]
+    percents = [percent for percent in train.get("pool_percents") or [100] if percent != 100]
+    if train.get("rounds", 1) > 1 and (seeds or percents):
+        keys = " and ".join(
+            key for key, used in (("train.seeds", seeds), ("train.pool_percents", percents)) if used
+        )
+        return [
+            f"train.rounds: {train['rounds']} (online rounds) cannot be combined with {keys} "
+            "(replicate seeds, pool percents) in one run; run the rounds in a config of their "
+            "own (workflow/config/rounds.yaml) or set train.rounds: 1"
+        ]
+    return []
 
 
 def validate_config(

@@ -92,6 +92,13 @@ class ModelName:
         )
 
 
+def model_method(name: str) -> str:
+    """The method of a model name (`scalar` of `scalar-r2-f30-s7`, `ModelName`); a name that is
+    no model name is returned as it is (for the caller's own error)."""
+    match = MODEL_NAME.fullmatch(name)
+    return name if match is None else match["method"]
+
+
 def method_module(name: str, source: str | Path = SOURCE) -> str:
     """The module of the methods package that defines method `name`: the module of that name,
     or, for a member of a family named by a number (`bon4` of `bon<N>`), the module named
@@ -100,7 +107,7 @@ def method_module(name: str, source: str | Path = SOURCE) -> str:
     Raises:
         KeyError: naming `name` and the method modules, when no module fits.
     """
-    name = split_round(name)[0]
+    name = model_method(name)
     folder = Path(source) / METHODS
     found = sorted(p.stem for p in folder.glob("*.py") if p.stem not in NOT_METHODS)
     if re.fullmatch(r"[a-z_][a-z0-9_]*", name):

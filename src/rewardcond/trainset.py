@@ -10,6 +10,7 @@ the trainset report counts the rows left out (`excluded_domains`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -234,6 +235,51 @@ def build_trainset(
     write_parquet(output_path, rows)
     write_json(report_path, report)
     return rows, report
+
+
+def post_order(post_ids, seed: int) -> list[str]:
+    """The distinct `post_ids` in a seeded random order: sorted by the BLAKE2b hash of
+    `<seed>:<post_id>`, so that a post keeps its place relative to any other post whatever set it
+    is drawn from (the same order for every method's pool)."""
+
+    def key(post_id: str) -> tuple[bytes, str]:
+        return hashlib.blake2b(f"{seed}:{post_id}".encode(), digest_size=16).digest(), post_id
+
+    return sorted(set(post_ids), key=key)
+
+
+def pool_fraction(
+    trainset_path: str, percent: int, seed: int, output_path: str, report_path: str
+) -> tuple[pd.DataFrame, dict]:
+    """Write the rows of `percent` % of the posts of a trainset (whole posts: every row of a kept
+    post) and a report of the rows and posts kept (issue 19's `<method>-f<percent>` models).
+
+    The posts kept are the first round(percent x posts / 100) (at least 1) of `post_order(...,
+    seed)`: drawn with the run's seed, the same posts for every method whose pool holds them, and
+    nested (a smaller percent keeps a prefix of a larger one's posts). Row order is kept.
+
+    Raises:
+        ValueError: naming `percent`, when it is not in 1..100.
+    """
+    if not 1 <= percent <= 100:
+        raise ValueError(f"percent {percent} of the pool is not in 1..100")
+    rows = pd.read_parquet(trainset_path)
+    order = post_order(rows["post_id"], seed)
+    n_posts = max(1, (percent * len(order) + 50) // 100)
+    kept = rows[rows["post_id"].isin(set(order[:n_posts]))]
+    report = {
+        "trainset": str(trainset_path),
+        "percent": percent,
+        "seed": seed,
+        "pool_posts": len(order),
+        "pool_rows": len(rows),
+        "posts": n_posts,
+        "rows": len(kept),
+    }
+    log.info("pool fraction of %s: %s", trainset_path, report)
+    write_parquet(output_path, kept)
+    write_json(report_path, report)
+    return kept, report
 
 
 def target_rewards(

@@ -309,8 +309,37 @@ if config["evaluate"]["main_method"] not in METHODS:
 ROUNDS = config["train"]["rounds"]
 ROUND_METHODS = [m for m in METHODS if m in ("scalar", "tokens", "text")] if ROUNDS > 1 else []
 ROUND_NAMES = {m: [f"{m}-r{r}" for r in range(2, ROUNDS + 1)] for m in ROUND_METHODS}
-# Every model evaluated: the methods, each followed by its rounds (== METHODS when rounds: 1).
-EVALUATED = [name for m in METHODS for name in [m, *ROUND_NAMES.get(m, [])]]
+# Model variants (issue 19): a replicate `<method>-s<k>` per training seed k of train.seeds other
+# than the run's, and, for a conditioned method, `<method>-f<p>` per percent p < 100 of
+# train.pool_percents (trained on p % of its pool, by rule trainset_fraction); both give
+# `<m>-f<p>-s<k>`.
+SEED = config["seed"]
+SEEDS = [SEED, *[seed for seed in config["train"]["seeds"] or [] if seed != SEED]]
+PERCENTS = [100, *sorted(p for p in config["train"]["pool_percents"] if p != 100)]
+CONDITIONED_METHODS = ("scalar", "tokens", "text")  # `learns_from_scores` in rewardcond.methods
+
+
+def model_variants(method):
+    """The method's models other than itself: its pool percents and replicate seeds."""
+    percents = PERCENTS if method in CONDITIONED_METHODS else [100]
+    names = [
+        str(MODULES.ModelName(method, percent=percent, seed=None if seed == SEED else seed))
+        for seed in SEEDS
+        for percent in percents
+    ]
+    return names[1:]
+
+
+def model_name(name):
+    """The parts of a model name (`rewardcond.modules.ModelName`)."""
+    return MODULES.ModelName.parse(name)
+
+
+# Every model evaluated: the methods, each followed by its rounds and its variants (== METHODS
+# when rounds: 1 and the variant keys are at their defaults).
+EVALUATED = [
+    name for m in METHODS for name in [m, *ROUND_NAMES.get(m, []), *model_variants(m)]
+]
 wildcard_constraints:
     method="|".join(re.escape(method) for method in EVALUATED),
 
@@ -321,7 +350,8 @@ def method_options(wildcards):
     trainset.max_prompt_tokens + max_completion_tokens + 1 (EOS): every training row fits.
     `rloo.max_completion_length: null` becomes generate.max_new_tokens: training and evaluation
     cut a summary at the same length."""
-    name = "bon" if wildcards.method in BEST_OF_N else MODULES.split_round(wildcards.method)[0]
+    name = model_name(wildcards.method).method
+    name = "bon" if name in BEST_OF_N else name
     options = dict(config.get("method_options", {}).get(name, {}))
     if name == "dpo" and options.get("max_length") is None:
         trainset = config["trainset"]
@@ -335,14 +365,14 @@ def method_options(wildcards):
 
 def method_train_config(method):
     """The `train` section with the method's `train.overrides.<method>` applied."""
-    ignored = ("overrides", "from_sft", "rounds", "online")
+    ignored = ("overrides", "from_sft", "rounds", "online", "seeds", "pool_percents")
     section = {key: value for key, value in config["train"].items() if key not in ignored}
     return section | config["train"].get("overrides", {}).get(method, {})
 
 
 def train_settings(wildcards):
-    """The optimisation settings of a method (`TrainSettings` keyword arguments)."""
-    section = method_train_config(wildcards.method)
+    """The optimisation settings of a model's method (`TrainSettings` keyword arguments)."""
+    section = method_train_config(model_name(wildcards.method).method)
     del section["base_model"]
     return section
 
@@ -354,8 +384,27 @@ def reward_model_train_params(wildcards):
 
 
 def method_base_model(wildcards):
-    """The base model folder a method starts from."""
-    return f"data/models/{method_train_config(wildcards.method)['base_model']}"
+    """The base model folder a model's method starts from."""
+    return f"data/models/{method_train_config(model_name(wildcards.method).method)['base_model']}"
+
+
+def model_seed(wildcards):
+    """The seed of a model's training and of its own samples (generations, KL): its `-s<k>`, else
+    the run's `seed`."""
+    seed = model_name(wildcards.method).seed
+    return SEED if seed is None else seed
+
+
+def sft_model(wildcards):
+    """The sft model of a model's seed (`sft`, or `sft-s<k>` for a replicate): what it started
+    from (dpo, rloo, train.from_sft) or samples (best-of-N)."""
+    return f"{RESULTS}/models/{MODULES.ModelName('sft', seed=model_name(wildcards.method).seed)}"
+
+
+def model_trainset(wildcards):
+    """A trained model's trainset: its method's at its pool percent, the same for every seed."""
+    name = model_name(wildcards.method)
+    return f"{RESULTS}/trainsets/{MODULES.ModelName(name.method, percent=name.percent)}.parquet"
 
 
 def trainset_settings():
@@ -486,8 +535,12 @@ def command_line_json(function):
 # supervised baseline.
 BEST_OF_N = [method for method in METHODS if re.fullmatch(r"bon[1-9][0-9]*", method)]
 TRAINED_METHODS = [method for method in METHODS if method not in BEST_OF_N]
-# Every trained model: the trained methods and their online rounds.
-MODELS = [name for name in EVALUATED if name not in BEST_OF_N]
+# Best-of-N's models: bon<N> and its replicates.
+BEST_OF_N_MODELS = [name for name in EVALUATED if model_name(name).method in BEST_OF_N]
+# Every trained model: the trained methods, their online rounds and variants.
+MODELS = [name for name in EVALUATED if name not in BEST_OF_N_MODELS]
+# The models of rule train (an online round's are train_round's).
+TRAINED_MODELS = [name for name in MODELS if model_name(name).round == 1]
 FROM_SFT = ("dpo", "rloo", *config["train"]["from_sft"])
 if "sft" in FROM_SFT:
     raise ValueError("train.from_sft lists 'sft': the sft model cannot start from itself")
@@ -504,10 +557,10 @@ def alternation(names):
 
 
 def method_start(wildcards):
-    """The model folder a method's training starts from: the sft model for dpo, rloo and the
-    methods of `train.from_sft`, else its base."""
-    if wildcards.method in FROM_SFT:
-        return f"{RESULTS}/models/sft"
+    """The model folder a model's training starts from: the sft model of its seed for dpo, rloo
+    and the methods of `train.from_sft`, else its base."""
+    if model_name(wildcards.method).method in FROM_SFT:
+        return sft_model(wildcards)
     return method_base_model(wildcards)
 
 
@@ -529,13 +582,14 @@ def trainset_completions(wildcards):
 ONLINE_METHODS = ("rloo",)
 def train_reward_model_input(wildcards):
     """The reward model's folder, for a method trained against it (rloo); else nothing."""
-    return reward_model_input(wildcards) if wildcards.method in ONLINE_METHODS else {}
+    online = model_name(wildcards.method).method in ONLINE_METHODS
+    return reward_model_input(wildcards) if online else {}
 
 
 def train_scorer(wildcards):
     """`load_scorer` keyword arguments of the reward model a method trains against (rloo), else
     None (the train command line's `--scorer null`)."""
-    if wildcards.method not in ONLINE_METHODS:
+    if model_name(wildcards.method).method not in ONLINE_METHODS:
         return None
     return reward_model_scorer_params() | {"batch_tokens": config["reward_model"]["batch_tokens"]}
 
@@ -557,10 +611,12 @@ STAGE_PRIORITY = {
 
 
 def stage_priority(stage):
-    """The `priority:` of a stage's jobs: STAGE_PRIORITY[stage], plus 5 for method sft's."""
+    """The `priority:` of a stage's jobs: STAGE_PRIORITY[stage], plus 5 for method sft's (and
+    its replicates')."""
 
     def priority(wildcards):
-        return STAGE_PRIORITY[stage] + 5 * (getattr(wildcards, "method", None) == "sft")
+        method = getattr(wildcards, "method", None)
+        return STAGE_PRIORITY[stage] + 5 * (method is not None and model_name(method).method == "sft")
 
     return priority
 

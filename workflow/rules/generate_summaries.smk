@@ -18,7 +18,8 @@ rule generate_summaries:
         method_options=method_options,
         settings=generate_settings(),
         template=prompt_template,
-        seed=config["seed"],
+        # A replicate `-s<k>` samples with its own seed (model_seed).
+        seed=model_seed,
         device=config["device"],
     # One thread: for the demo's tiny models a second one slows a job down on a shared machine
     # (tokens, 1200 steps: 188 s CPU on two threads vs 54 s on one); a GPU does the real work.
@@ -64,14 +65,15 @@ rule merge_generations:
 rule generate_best_of_n:
     input:
         unpack(reward_model_input),
-        model=f"{RESULTS}/models/sft",
+        # The sft model of the replicate's seed (`bon<N>-s<k>` samples from sft-s<k>).
+        model=sft_model,
         prompts=f"{RESULTS}/eval_prompts.parquet",
         targets=f"{RESULTS}/targets.json",
         library=method_library("generate_summaries.py"),
     output:
         f"{RESULTS}/generations/{{method}}.parquet",
     wildcard_constraints:
-        method=alternation(BEST_OF_N),
+        method=alternation(BEST_OF_N_MODELS),
     params:
         method_options=method_options,
         settings=generate_settings(),
@@ -79,7 +81,7 @@ rule generate_best_of_n:
         scorer=reward_model_scorer_params(),
         batch_tokens=config["reward_model"]["batch_tokens"],
         on_empty=config["reward_model"]["on_empty"],
-        seed=config["seed"],
+        seed=model_seed,
         device=config["device"],
     # Threads per rule, not the cores of one machine (on a cluster there is none to count): one, as
     # the other rules; a cluster profile sets its own (`set-threads`), the job's --cpus-per-task.

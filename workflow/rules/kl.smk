@@ -7,7 +7,8 @@
 rule kl:
     input:
         model=f"{RESULTS}/models/{{method}}",
-        sft=f"{RESULTS}/models/sft",
+        # KL from the sft model of the model's seed, where a replicate started.
+        sft=sft_model,
         prompts=f"{RESULTS}/eval_prompts.parquet",
         targets=f"{RESULTS}/targets.json",
         library=method_library("kl.py"),
@@ -20,7 +21,7 @@ rule kl:
         settings=generate_settings(),
         samples=lookup(dpath="evaluate/kl_samples", within=config),
         template=prompt_template,
-        seed=lookup(dpath="seed", within=config),
+        seed=model_seed,
         device=lookup(dpath="device", within=config),
     # One thread, as generate_summaries: the demo's tiny models gain nothing from a second.
     threads: 1
@@ -41,13 +42,13 @@ rule kl:
 rule kl_best_of_n:
     input:
         generations=f"{RESULTS}/generations/{{method}}.parquet",
-        sft=f"{RESULTS}/models/sft",
+        sft=sft_model,
         prompts=f"{RESULTS}/eval_prompts.parquet",
         library=method_library("kl.py"),
     output:
         f"{RESULTS}/kl/{{method}}.parquet",
     wildcard_constraints:
-        method=alternation(BEST_OF_N),
+        method=alternation(BEST_OF_N_MODELS),
     params:
         method_options=method_options,
         settings=generate_settings(),

@@ -6,20 +6,22 @@
 rule train:
     input:
         unpack(train_reward_model_input),
-        trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
+        # Its method's trainset at its pool percent (a replicate `-s<k>` shares its method's).
+        trainset=model_trainset,
         base=method_start,
         accelerate_config=config["scale"]["accelerate_config"],
         library=method_library(module="rewardcond.train"),
     output:
         directory(f"{RESULTS}/models/{{method}}"),
     wildcard_constraints:
-        method=alternation(TRAINED_METHODS),
+        method=alternation(TRAINED_MODELS),
     params:
         method_options=command_line_json(method_options),
         settings=command_line_json(train_settings),
         scorer=command_line_json(train_scorer),
         checkpoints=f"{RESULTS}/checkpoints/{{method}}",
-        seed=config["seed"],
+        # The model's training seed: `-s<k>`, else the run's (model_seed).
+        seed=model_seed,
         device=config["device"],
         launcher=train_launcher,
     # One thread: for the demo's tiny models a second one slows a job down on a shared machine

@@ -30,6 +30,31 @@ rule trainset:
         "../scripts/trainset.py"
 
 
+# A conditioned method's pool at p < 100 percent (train.pool_percents, issue 19): whole posts of
+# its trainset, drawn with the run's seed (rewardcond.trainset.pool_fraction), for `<method>-f<p>`.
+rule trainset_fraction:
+    input:
+        trainset=f"{RESULTS}/trainsets/{{method}}.parquet",
+        library=library("trainset_fraction.py"),
+    output:
+        trainset=f"{RESULTS}/trainsets/{{method}}-f{{percent}}.parquet",
+        report=f"{RESULTS}/trainsets/{{method}}-f{{percent}}.json",
+    wildcard_constraints:
+        method=alternation([m for m in METHODS if m in CONDITIONED_METHODS]),
+        percent=alternation([str(p) for p in PERCENTS if p != 100]),
+    params:
+        seed=config["seed"],
+    conda:
+        "../envs/rewardcond.yaml"
+    priority: stage_priority("trainset")
+    log:
+        "logs/trainset_fraction/{method}-f{percent}.log",
+    benchmark:
+        "benchmarks/trainset_fraction/{method}-f{percent}.tsv"
+    script:
+        "../scripts/trainset_fraction.py"
+
+
 rule targets:
     input:
         scored=f"{RESULTS}/scored/completions.parquet",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 import pandas as pd
 
 from rewardcond.evaluation.judged import HeldOutJudge, win_column
-from rewardcond.evaluation.summary import best_targets, win_rates
+from rewardcond.evaluation.summary import best_targets, variant_columns, win_rates
 from rewardcond.evaluation.targets import IN_RANGE
 from rewardcond.judges import judge_column
 from rewardcond.stats import (
@@ -70,7 +70,8 @@ def judge_spearman(judge: HeldOutJudge) -> str:
 def correlations(
     frame: pd.DataFrame, settings: BootstrapSettings, judge: HeldOutJudge | None = None
 ) -> pd.DataFrame:
-    """One row per conditioned method: Spearman(target, achieved), Spearman(target, gold) and,
+    """One row per conditioned model (`method`, with its `seed` and `pool_percent`,
+    `summary.variant_columns`): Spearman(target, achieved), Spearman(target, gold) and,
     with a held-out `judge`, Spearman(target, the judge's per-row figure: its score, or an llm
     judge's verdict against the reference; columns `judge_spearman(judge)_*`) over
     the in-range targets, pooled over all rows (with a prompt-bootstrap interval) and as the mean
@@ -136,7 +137,8 @@ def correlations(
         columns += [f"{stem}_{suffix}" for suffix in (
             "pooled", "pooled_ci_low", "pooled_ci_high", "per_prompt_mean", "per_prompt_n", "note"
         )]  # fmt: skip
-    return pd.DataFrame.from_records(records, columns=[*columns, "calibration_mae"])
+    table = pd.DataFrame.from_records(records, columns=[*columns, "calibration_mae"])
+    return variant_columns(table, settings.seed)
 
 
 def rankable(table: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pandas as pd
 from rewardcond.evaluation.judged import judge_summary, mean_ci
 from rewardcond.evaluation.metrics import ROUGE_TYPES, distinct_n, is_empty, win_indicator
 from rewardcond.evaluation.targets import Target
-from rewardcond.modules import split_round
+from rewardcond.modules import ModelName
 from rewardcond.stats import BootstrapSettings
 from rewardcond.tables import GENERATION_COLUMNS, NO_TARGET, require_columns
 
@@ -78,13 +78,36 @@ def _groups(frame: pd.DataFrame, targets: Sequence[Target]):
             yield method, name, rows[rows["target_name"] == name]
 
 
+#: The columns of a model name's variant (`variant_columns`), after `method` in every table.
+VARIANT_COLUMNS = ("seed", "pool_percent")
+
+
+def variant_columns(table: pd.DataFrame, run_seed: int) -> pd.DataFrame:
+    """`table` with `seed` and `pool_percent` inserted after its `method` column (a model name,
+    `rewardcond.modules.ModelName`, issue 19): the training seed (`-s<k>`, else `run_seed`) and
+    the percent of its training pool it was trained on (`-f<p>`, else 100).
+
+    Raises:
+        ValueError: naming the name, when a `method` is no model name.
+    """
+    names = [ModelName.parse(method) for method in table["method"]]
+    table = table.copy()
+    at = table.columns.get_loc("method") + 1
+    seeds = [run_seed if name.seed is None else name.seed for name in names]
+    table.insert(at, "seed", pd.array(seeds, dtype="Int64"))
+    table.insert(at + 1, "pool_percent", pd.array([name.percent for name in names], dtype="Int64"))
+    return table
+
+
 def summarize(
     frame: pd.DataFrame,
     targets: Sequence[Target],
     settings: BootstrapSettings,
     judges: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """One row per method x target (baselines: one row, target `none`), from `combine`'s frame.
+    """One row per method x target (baselines: one row, target `none`), from `combine`'s frame;
+    `method` is the model name, with its `seed` and `pool_percent` (`variant_columns`, the run's
+    seed being `settings.seed`).
 
     Means with cluster-bootstrap intervals for achieved (RM) and gold reward (an empty summary,
     counted in `n_empty`, has no RM score and is left out of the RM mean and win rate); ROUGE,
@@ -133,7 +156,7 @@ def summarize(
         )
     summary = pd.DataFrame.from_records(records)
     summary["in_range"] = summary["in_range"].astype("boolean")
-    return summary
+    return variant_columns(summary, settings.seed)
 
 
 def best_targets(summary: pd.DataFrame) -> dict[str, str]:
@@ -182,6 +205,7 @@ def win_rates(
     table = rows[
         [
             "method",
+            *VARIANT_COLUMNS,
             "target_name",
             "target_reward",
             "n",
@@ -207,7 +231,7 @@ def win_rates(
     table["generated_tokens_per_prompt"] = rows["generated_tokens_per_prompt"]
     table["n_candidates"] = rows["n_candidates"]
     if online_costs is not None:
-        table["round"] = [split_round(method)[1] for method in table["method"]]
+        table["round"] = [ModelName.parse(method).round for method in table["method"]]
         for column, key in (("online_samples", "samples"), ("online_sampled_tokens", "tokens")):
             table[column] = [
                 online_costs.get(method, {}).get(key, float("nan")) for method in table["method"]

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from rewardcond.modules import NOT_METHODS, method_module, split_round
+from rewardcond.modules import NOT_METHODS, method_module, model_method
 from rewardcond.tables import NO_TARGET as NO_TARGET_NAME
 
 _REGISTRY: dict[str, type[Method]] = {}
@@ -174,14 +174,15 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
     with its config options. A method not yet registered is looked for in its module
     (`rewardcond.modules.method_module`), which is imported; no other method's module is.
 
-    An online round's model name, `<method>-r<round>` (`rewardcond.modules.split_round`), gives
-    `<method>` named so (its `name`, written into generation tables, is the round's name).
+    A model name with variant suffixes (`rewardcond.modules.ModelName`: an online round
+    `<method>-r<round>`, a pool percent `-f<p>`, a replicate seed `-s<k>`) gives `<method>` named
+    so (its `name`, written into generation tables, is the model's name).
 
     Raises:
         KeyError: naming `name` and the methods there are, when no method has that name.
     """
     options = dict(options or {})
-    full_name, (name, round_number) = name, split_round(name)
+    full_name, name = name, model_method(name)
     found = _registered(name)
     if found is None:
         try:
@@ -198,7 +199,7 @@ def get_method(name: str, options: dict[str, Any] | None = None) -> Method:
     if clash:
         raise TypeError(f"method {name!r} sets {clash} by its name; drop it from options")
     method = cls(**from_name, **options)
-    if round_number > 1:
+    if full_name != name:
         method.name = full_name
     return method
 
