@@ -40,7 +40,8 @@ def plot_extrapolation(
         for method, part in rows.groupby("method", sort=False):
             part = part.sort_values("target_reward")
             line = axis.errorbar(
-                part["target_reward"], part["mean"], yerr=_bars(part), marker="o", capsize=3,
+                part["target_reward"].to_numpy(float), part["mean"].to_numpy(float),
+                yerr=_bars(part), marker="o", capsize=3,
                 label=f"{method} (n seeds {part['n_seeds'].max()})",
             )  # fmt: skip
             beyond = part[~part["in_range"].astype(bool)]
@@ -73,8 +74,8 @@ def plot_efficiency(table: pd.DataFrame, path, judge: HeldOutJudge) -> None:
     for axis, metric in zip(axes[0], metrics, strict=True):
         for method, part in table[table["metric"] == metric].groupby("method", sort=False):
             part = part.sort_values("pool_percent")
-            axis.errorbar(part[x].astype(float), part["mean"], yerr=_bars(part), marker="o",
-                          capsize=3, label=method)  # fmt: skip
+            x_values, means = part[x].to_numpy(float), part["mean"].to_numpy(float)
+            axis.errorbar(x_values, means, yerr=_bars(part), marker="o", capsize=3, label=method)
         axis.set_xlabel(
             "training examples (rows)" if by_rows
             else "percent of the training pool (a trainset report has no `rows`)"

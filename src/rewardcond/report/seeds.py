@@ -36,8 +36,7 @@ def seed_lines(across: pd.DataFrame, labels: Mapping[str, str], level: float) ->
         rows = across[across["metric"] == metric]
         if rows.empty:
             continue
-        groups = {"beats": [], "loses to": [], "ties with": [], "is not consistent across seeds "
-                  "against": []}  # fmt: skip
+        groups = {"beats": [], "loses to": [], "ties with": [], "against": []}
         for _, row in rows.iterrows():
             other = _label(row["other"], row["other_target_name"])
             figure = f"{row['difference']:+.3f} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
@@ -47,8 +46,8 @@ def seed_lines(across: pd.DataFrame, labels: Mapping[str, str], level: float) ->
             elif row["consistent"]:
                 groups["ties with"].append(f"{other} ({_ahead(row)})")
             else:
-                groups["is not consistent across seeds against"].append(
-                    f"{other} ({figure}; not consistent across seeds: {_ahead(row)})"
+                groups["against"].append(
+                    f"{other}: not consistent across seeds ({_ahead(row)}; {figure})"
                 )
         first = rows.iloc[0]
         clauses = "; ".join(f"{key} {', '.join(names)}" for key, names in groups.items() if names)
