@@ -58,8 +58,8 @@ def world(models):
     return attach_judges(frame, *judged_world(frames, references), GOLD_JUDGE)
 
 
-def sft(name="sft"):
-    return {name: {"gold": 0.5, "conditioned": False}}
+def sft(name="sft", gold=0.5):
+    return {name: {"gold": gold, "conditioned": False}}
 
 
 def test_hierarchical_interval_contains_the_mean_and_widens_with_seed_variance():
@@ -115,8 +115,9 @@ def gold_row(table, other="sft"):
 
 
 def test_a_difference_that_flips_sign_with_the_seed_is_not_called():
+    # Paired by seed: scalar - sft = +0.3, scalar-s7 - sft-s7 = 0.2 - 0.3 = -0.1.
     flip = comparisons_of(
-        {"scalar": {"gold": 0.8}, "scalar-s7": {"gold": 0.4}, **sft(), **sft("sft-s7")}
+        {"scalar": {"gold": 0.8}, "scalar-s7": {"gold": 0.2}, **sft(), **sft("sft-s7", 0.3)}
     )
     row = gold_row(flip)
     assert row["difference"] == pytest.approx(0.1)  # (+0.3 - 0.1) / 2
@@ -290,3 +291,19 @@ def test_publish_writes_every_seed_output_even_without_variants(tmp_path):
     with pytest.raises(ValueError, match=r"scalar.json: 'rows' is '12'; expected a non-negative"):
         publish_replicates(frame, tables["summary"], TARGETS, SETTINGS, tmp_path / "out",
                            trainset_reports=reports)  # fmt: skip
+
+
+def test_an_interval_that_excludes_zero_is_not_enough_when_a_seed_disagrees():
+    models = {**sft()}
+    for k, gold in enumerate([1.5, 1.5, 1.5, 0.49]):
+        models["scalar" if k == 0 else f"scalar-s{10 + k}"] = {"gold": gold}
+        if k:
+            models.update(sft(f"sft-s{10 + k}"))
+    row = gold_row(comparisons_of(models))
+    assert row["difference"] == pytest.approx((3 * 1.0 - 0.01) / 4)
+    assert row["ci_low"] > 0 and row["significant"]  # 4 of 4 draws of the -0.01 seed: p 0.004
+    outcome = (row["n_ahead"], row["n_behind"], row["consistent"], row["called"])
+    assert outcome == (3, 1, False, False)
+    labels, _ = metric_labels(GOLD)
+    line = [text for text in seed_lines_of(comparisons_of(models), labels) if "gold" in text][0]
+    assert "sft: not consistent across seeds (3 of 4 seeds ahead; +0.748 [" in line
