@@ -51,6 +51,15 @@ TITLES = {
 }
 
 
+def seed_outputs() -> list[str]:
+    """The files `publish_replicates` writes, relative to the run's results folder."""
+    tables = [f"tables/{name}.{ext}" for name in SEED_TABLES for ext in ("csv", "md")]
+    return [
+        *(path for path in tables if path != "tables/seeds.md"),
+        *(f"plots/{name}.png" for name in SEED_PLOTS),
+    ]
+
+
 def rule_text(rule: CollapseRule, judge: HeldOutJudge | None) -> str:
     """The collapse rule in words, for the REPORT."""
     text = f"EOS rate < {rule.min_eos_rate:g}"
