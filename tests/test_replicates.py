@@ -18,8 +18,9 @@ from rewardcond.evaluation.summary import combine, summarize
 from rewardcond.report import seed_plots
 from rewardcond.report.render import build_tables
 from rewardcond.report.replicates import publish_replicates
+from rewardcond.report.seeds import efficiency_answer
 from rewardcond.report.verdict import metric_labels, verdict_lines
-from rewardcond.stats import BootstrapSettings, hierarchical_bootstrap
+from rewardcond.stats import BootstrapSettings, hierarchical_bootstrap, spearman
 
 RUN_SEED = 3
 SETTINGS = BootstrapSettings(n_resamples=400, level=0.95, seed=RUN_SEED)
@@ -97,9 +98,9 @@ def test_replicate_tables_average_over_seeds_and_keep_each_seed():
                 & (seeds["metric"] == "judge_gold_mean")]  # fmt: skip
     assert own["seed"].tolist() == [3, 7] and own["model"].tolist() == ["scalar", "scalar-s7"]
     assert own["value"].to_numpy() == pytest.approx([0.8, 0.4])
-    spearman = replicates[(replicates["group"] == "scalar")
+    pooled = replicates[(replicates["group"] == "scalar")
                           & (replicates["metric"] == "spearman_pooled")]  # fmt: skip
-    assert spearman["target_name"].tolist() == ["in_range"]
+    assert pooled["target_name"].tolist() == ["in_range"]
     # 2 groups x (3 targets x 2 metrics + 2 Spearman) + sft x 2 metrics
     assert len(replicates) == 8 + 2 and len(seeds) == 2 * len(replicates)
 
@@ -235,35 +236,49 @@ def test_extrapolation_table_figure_and_answer(monkeypatch, tmp_path):
         frame, tables["summary"], TARGETS, SETTINGS, tmp_path, main_method="scalar", judge=GOLD
     )
     assert "scalar (2 seeds): at q50: RM 0.000 [" in section
-    assert "asking beyond the maximum holds (RM at max+1sd against q50)" in section
-    assert "text (1 seeds)" in section and "asking beyond the maximum saturates" in section
+    assert "maximum (max+1sd against q50): RM holds, gold score holds." in section
+    assert "text (1 seeds)" in section
+    assert "maximum (max+1sd against q50): RM saturates, gold score saturates." in section
     assert "prove nothing about real summarisation" in section
 
 
 def test_efficiency_table_and_figure_by_training_rows(monkeypatch, tmp_path):
     frame = world({
-        "scalar": {"gold": 0.8}, "scalar-f30": {"gold": 0.6}, "scalar-f30-s7": {"gold": 0.4},
+        "scalar": {"gold": 0.8, "gold_slope": 0.1}, "scalar-f30": {"gold": 0.6, "gold_slope": 0.1},
+        "scalar-f30-s7": {"gold": 0.4, "gold_slope": 0.1}, "text": {"gold": 0.5},
         "tokens": {"gold": 0.7, "conditioned": False},
         "tokens-f30": {"gold": 0.3, "conditioned": False}, **sft(),
     })  # fmt: skip
     replicates, _ = replicate_tables(frame, SETTINGS, GOLD)
-    table = efficiency_table(replicates, GOLD, {"scalar": 1000, "scalar-f30": 300,
-                                                "tokens": 1000, "tokens-f30": 300})  # fmt: skip
+    rows = {"scalar": 1000, "scalar-f30": 300, "tokens": 1000, "tokens-f30": 300, "text": 1000}
+    table = efficiency_table(replicates, GOLD, rows)
     gold = table[table["metric"] == "judge_gold_mean"]
     assert gold[["method", "pool_percent", "training_rows", "target_name"]].values.tolist() == [
         ["scalar", 30, 300, "q50"], ["scalar", 100, 1000, "q50"],
-        ["tokens", 30, 300, "none"], ["tokens", 100, 1000, "none"],
+        ["tokens", 30, 300, "none"], ["tokens", 100, 1000, "none"], ["text", 100, 1000, "q50"],
     ]  # fmt: skip
-    assert gold["mean"].to_numpy() == pytest.approx([0.5, 0.8, 0.3, 0.7])
-    assert gold["n_seeds"].tolist() == [2, 1, 1, 1]
-    spearman = table[table["metric"] == "spearman_judge_gold_pooled"]
-    assert spearman["method"].tolist() == ["scalar", "scalar"]  # tokens has no target
+    assert gold["mean"].to_numpy() == pytest.approx([0.5, 0.8, 0.3, 0.7, 0.5])
+    assert gold["n_seeds"].tolist() == [2, 1, 1, 1, 1]
+    pooled = table[table["metric"] == "spearman_judge_gold_pooled"]
+    assert pooled["method"].tolist() == ["scalar", "scalar", "text"]  # tokens has no target
+    assert pooled["mean"].iloc[2] != pooled["mean"].iloc[2]  # text's gold ignores the target
+    answer = efficiency_answer(table, GOLD)
+    assert answer[0].startswith("scalar: 30% (300 rows): gold score 0.500 [")
+    own = frame[(frame["method"] == "scalar-f30") & frame["in_range"].fillna(False)]
+    expected = spearman(own["target_reward"], own["gold"])  # both seeds': gold differs by 0.2
+    assert f"Spearman(target, gold) {expected:.3f} [" in answer[0]
+    assert answer[3] == (
+        "At 30% of the pool, gold score: scalar 0.500 against tokens 0.300; scalar is ahead "
+        "(the intervals do not overlap)."
+    )
+    assert answer[4].startswith("At 100% of the pool, gold score: scalar 0.800 against tokens")
     figures = capture(monkeypatch)
     seed_plots.plot_efficiency(table, tmp_path / "e.png", GOLD)
     axis = figures[0].axes[0]
     assert axis.get_xlabel() == "training examples (rows)"
     lines = [line for line in axis.get_lines() if line.get_marker() == "o"]
-    assert [list(line.get_xdata()) for line in lines] == [[300.0, 1000.0], [300.0, 1000.0]]
+    assert [list(line.get_xdata()) for line in lines] == [[300.0, 1000.0], [300.0, 1000.0],
+                                                          [1000.0]]  # fmt: skip
     no_rows = efficiency_table(replicates, GOLD, {"scalar": 1000})
     seed_plots.plot_efficiency(no_rows, tmp_path / "e.png", GOLD)
     assert figures[1].axes[0].get_xlabel().startswith("percent of the training pool")

@@ -32,7 +32,7 @@ from rewardcond.evaluation.replicates import (
 )
 from rewardcond.evaluation.targets import Target
 from rewardcond.report.seed_plots import plot_efficiency, plot_extrapolation, plot_not_configured
-from rewardcond.report.seeds import collapse_lines, seed_post_section
+from rewardcond.report.seeds import collapse_lines, headline_table, seed_post_section
 from rewardcond.stats import BootstrapSettings
 
 #: Tables written by `publish_replicates`, `tables/<name>.csv` (and `.md` but for `seeds`).
@@ -132,6 +132,9 @@ def publish_replicates(
             *collapse_lines(tables["collapses"], rule_text(rule, judge)),
         ]
     )
+    table = headline_table(replicates, tables["collapses"], judge)
+    section += "\n\nAt each method's headline target (means over seeds [hierarchical "
+    section += f"{settings.level:.0%} CI]):\n\n{table.to_markdown(index=False)}"
     section += "\n\n" + seed_post_section(
         tables["extrapolation"], tables["efficiency"], judge, why_not
     )

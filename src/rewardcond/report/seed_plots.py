@@ -9,12 +9,19 @@ import numpy as np
 import pandas as pd
 
 from rewardcond.evaluation.judged import HeldOutJudge
+from rewardcond.evaluation.questions import EFFICIENCY_METHODS
 from rewardcond.report.plots import _pyplot, _save
 
 
 def _bars(rows: pd.DataFrame) -> np.ndarray:
     mean, low, high = (rows[name].to_numpy(dtype=float) for name in ("mean", "ci_low", "ci_high"))
     return np.vstack([mean - low, high - mean])
+
+
+def _colors(plt) -> dict[str, str]:
+    """One colour per method in both panels of a figure."""
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {method: palette[i] for i, method in enumerate(EFFICIENCY_METHODS)}
 
 
 def plot_not_configured(path, title: str, why: str) -> None:
@@ -41,7 +48,7 @@ def plot_extrapolation(
             part = part.sort_values("target_reward")
             line = axis.errorbar(
                 part["target_reward"].to_numpy(float), part["mean"].to_numpy(float),
-                yerr=_bars(part), marker="o", capsize=3,
+                yerr=_bars(part), marker="o", capsize=3, color=_colors(plt).get(method),
                 label=f"{method} (n seeds {part['n_seeds'].max()})",
             )  # fmt: skip
             beyond = part[~part["in_range"].astype(bool)]
@@ -75,7 +82,8 @@ def plot_efficiency(table: pd.DataFrame, path, judge: HeldOutJudge) -> None:
         for method, part in table[table["metric"] == metric].groupby("method", sort=False):
             part = part.sort_values("pool_percent")
             x_values, means = part[x].to_numpy(float), part["mean"].to_numpy(float)
-            axis.errorbar(x_values, means, yerr=_bars(part), marker="o", capsize=3, label=method)
+            axis.errorbar(x_values, means, yerr=_bars(part), marker="o", capsize=3, label=method,
+                          color=_colors(plt).get(method))  # fmt: skip
         axis.set_xlabel(
             "training examples (rows)" if by_rows
             else "percent of the training pool (a trainset report has no `rows`)"
