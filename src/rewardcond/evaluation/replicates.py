@@ -16,11 +16,16 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from rewardcond.evaluation.comparisons import compared_metrics, judge_spearman
+from rewardcond.evaluation.comparisons import compared_metrics, judge_spearman, spearman_note
 from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.targets import IN_RANGE
 from rewardcond.modules import ModelName
-from rewardcond.stats import BootstrapSettings, hierarchical_bootstrap, spearman
+from rewardcond.stats import (
+    BootstrapSettings,
+    hierarchical_bootstrap,
+    spearman,
+    spearman_per_prompt,
+)
 from rewardcond.tables import NO_TARGET
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,13 @@ def _mean_statistic(per_prompt: pd.Series) -> tuple[Callable[[np.ndarray], float
 
 
 def _spearman_statistic(rows: pd.DataFrame, column: str):
+    """Pooled Spearman(target, `column`) on resampled prompts; NaN throughout when it is
+    undefined on all prompts (`comparisons.spearman_note`: the same score at every target
+    within each prompt gives exactly 0 by design, not by the method)."""
     rows = rows.dropna(subset=[column])
+    n_defined = spearman_per_prompt(rows, "target_reward", column)[1]
+    if spearman_note(rows, column, n_defined).startswith("undefined"):
+        return (lambda index: float("nan")), rows["post_id"].nunique()
     prompts = rows.groupby("post_id").indices
     positions = list(prompts.values())
     target, value = rows["target_reward"].to_numpy(), rows[column].to_numpy()

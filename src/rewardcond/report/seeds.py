@@ -31,7 +31,10 @@ def seed_lines(across: pd.DataFrame, labels: Mapping[str, str], level: float) ->
     whose seeds disagree in sign is "not consistent across seeds (k of n seeds ahead)"; one whose
     seeds agree but whose interval includes 0 is a tie. `across`: `replicate_comparisons`'
     table; `labels`: metric -> label (`verdict.metric_labels`)."""
-    lines = []
+    lines = [
+        "With replicates the bullets above rank each trained model (one seed) on its own; the "
+        "main method's claims below hold across seeds (`tables/seed_comparisons.csv`)."
+    ]
     for metric, label in labels.items():
         rows = across[across["metric"] == metric]
         if rows.empty:
@@ -75,6 +78,30 @@ def collapse_lines(collapses: pd.DataFrame, rule_text: str) -> list[str]:
     ]
 
 
+def headline_table(
+    replicates: pd.DataFrame, collapses: pd.DataFrame, judge: HeldOutJudge | None
+) -> pd.DataFrame:
+    """The REPORT's table across seeds: per group at its headline target (`collapses`'
+    `target_name`), the mean over seeds [hierarchical interval] of RM reward, the main judge's
+    figure and KL from sft, Spearman(target, RM) over the in-range targets, and the collapsed
+    replicates (k of n)."""
+    columns = {"achieved_reward": "RM reward", "kl_sft": "KL from sft",
+               "spearman_pooled": "Spearman(target, RM)"}  # fmt: skip
+    if judge is not None:
+        columns = {"achieved_reward": "RM reward", judge.metric: judge.label, **columns}
+    records = []
+    for _, row in collapses.iterrows():
+        rows = replicates[replicates["group"] == row["method"]]
+        record = {"method": _label(row["method"], row["target_name"]), "seeds": row["n_seeds"]}
+        for metric, title in columns.items():
+            part = rows[rows["metric"] == metric]
+            target = "in_range" if metric == "spearman_pooled" else row["target_name"]
+            record[title] = _figure(part, target) if not part.empty else ""
+        record["collapsed"] = f"{row['n_collapsed']} of {row['n_seeds']}"
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
 def _figure(rows: pd.DataFrame, target: str) -> str:
     row = rows[rows["target_name"] == target]
     if row.empty:
@@ -83,11 +110,21 @@ def _figure(rows: pd.DataFrame, target: str) -> str:
     return f"{_num(row['mean'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
 
 
+def _trend(rows: pd.DataFrame, far: str, top: str) -> str:
+    """holds / saturates / breaks: `rows`' figure at target `far` against target `top`."""
+    at = rows.set_index("target_name")
+    if far not in at.index or top not in at.index:
+        return "n/a"
+    if at.loc[far, "ci_low"] > at.loc[top, "mean"]:
+        return "holds"
+    return "breaks" if at.loc[far, "ci_high"] < at.loc[top, "mean"] else "saturates"
+
+
 def extrapolation_answer(table: pd.DataFrame, judge: HeldOutJudge | None) -> list[str]:
     """Per method: RM and judge at the highest in-range target and at each beyond-max target,
-    and whether asking beyond the maximum gives more (holds: the farthest target's RM interval is
-    above the in-range top's mean), the same (saturates: the intervals overlap) or less
-    (breaks: its interval is below the top's mean)."""
+    and, on each, whether asking beyond the maximum gives more (holds: the farthest target's
+    interval is above the in-range top's mean), the same (saturates) or less (breaks: its
+    interval is below the top's mean)."""
     lines = []
     for method, rows in table.groupby("method", sort=False):
         rm = rows[rows["metric"] == "achieved_reward"]
@@ -97,11 +134,10 @@ def extrapolation_answer(table: pd.DataFrame, judge: HeldOutJudge | None) -> lis
             continue
         top = ranged.loc[ranged["target_reward"].idxmax()]
         far = beyond.iloc[-1]
-        verdict = (
-            "holds" if far["ci_low"] > top["mean"]
-            else "breaks" if far["ci_high"] < top["mean"] else "saturates"
-        )  # fmt: skip
         judged = rows[rows["metric"] == judge.metric] if judge else rows.iloc[0:0]
+        trends = [f"RM {_trend(rm, far['target_name'], top['target_name'])}"]
+        if not judged.empty:
+            trends.append(f"{judge.label} {_trend(judged, far['target_name'], top['target_name'])}")
         parts = []
         for target in [top["target_name"], *beyond["target_name"]]:
             text = f"at {target}: RM {_figure(rm, target)}"
@@ -110,26 +146,42 @@ def extrapolation_answer(table: pd.DataFrame, judge: HeldOutJudge | None) -> lis
             parts.append(text)
         lines.append(
             f"{method} ({rm['n_seeds'].max()} seeds): {'; '.join(parts)}; asking beyond the "
-            f"maximum {verdict} (RM at {far['target_name']} against {top['target_name']})."
+            f"maximum ({far['target_name']} against {top['target_name']}): {', '.join(trends)}."
         )
     return lines
 
 
 def efficiency_answer(table: pd.DataFrame, judge: HeldOutJudge) -> list[str]:
-    """Per method: the judge's figure and Spearman(target, judge) at each percent of the pool."""
-    lines = []
+    """Per method: the judge's figure and Spearman(target, judge) at each percent of the pool;
+    then, at each percent both have, scalar against tokens on the judge's figure (ahead when
+    their intervals do not overlap)."""
+    lines, spearman = [], f"Spearman(target, {judge.name})"
     for method, rows in table.groupby("method", sort=False):
         parts = []
         for percent, part in rows.groupby("pool_percent", sort=True):
             size = part["training_rows"].iloc[0]
             where = f"{percent}%" + ("" if pd.isna(size) else f" ({int(size)} rows)")
             figures = "; ".join(
-                f"{'Spearman' if row['metric'] != judge.metric else judge.label} "
+                f"{spearman if row['metric'] != judge.metric else judge.label} "
                 f"{_num(row['mean'])} [{_num(row['ci_low'])}, {_num(row['ci_high'])}]"
                 for _, row in part.iterrows()
             )
             parts.append(f"{where}: {figures}")
         lines.append(f"{method}: " + "; ".join(parts) + ".")
+    judged = table[table["metric"] == judge.metric].set_index(["method", "pool_percent"])
+    for percent in sorted(set(table["pool_percent"])):
+        if not {("scalar", percent), ("tokens", percent)} <= set(judged.index):
+            continue
+        scalar, tokens = judged.loc[("scalar", percent)], judged.loc[("tokens", percent)]
+        if scalar["ci_low"] > tokens["ci_high"] or tokens["ci_low"] > scalar["ci_high"]:
+            ahead = "scalar" if scalar["mean"] > tokens["mean"] else "tokens"
+            outcome = f"{ahead} is ahead (the intervals do not overlap)"
+        else:
+            outcome = "the intervals overlap: no difference resolved (unpaired, conservative)"
+        lines.append(
+            f"At {percent}% of the pool, {judge.label}: scalar {_num(scalar['mean'])} against "
+            f"tokens {_num(tokens['mean'])}; {outcome}."
+        )
     return lines
 
 
