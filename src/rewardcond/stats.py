@@ -188,12 +188,15 @@ def hierarchical_bootstrap(
     `groups`: one (statistic, n_prompts) per replicate; `statistic(index)` is the replicate's
     figure on the prompts at positions `index` (an int array, with repeats), e.g.
     `lambda index: per_prompt[index].mean()`. Returns (estimate, low, high): the estimate is the
-    mean over replicates of `statistic` on all its prompts. No replicates, or one without
-    prompts, gives NaN for all three. Seeded by `seed` (the run's).
+    mean over replicates of `statistic` on all its prompts. No replicates, one without prompts,
+    or an estimate that is NaN (a replicate's statistic undefined) gives NaN for all three.
+    Seeded by `seed` (the run's).
     """
     if not groups or any(n < 1 for _, n in groups):
         return float("nan"), float("nan"), float("nan")
     estimate = float(np.mean([statistic(np.arange(n)) for statistic, n in groups]))
+    if np.isnan(estimate):
+        return estimate, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     samples = np.empty(n_resamples)
     for i in range(n_resamples):
