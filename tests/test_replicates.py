@@ -20,7 +20,12 @@ from rewardcond.report.render import build_tables
 from rewardcond.report.replicates import publish_replicates
 from rewardcond.report.seeds import efficiency_answer
 from rewardcond.report.verdict import metric_labels, verdict_lines
-from rewardcond.stats import BootstrapSettings, hierarchical_bootstrap, spearman
+from rewardcond.stats import (
+    BootstrapSettings,
+    hierarchical_bootstrap,
+    hierarchical_mean_bootstrap,
+    spearman,
+)
 
 RUN_SEED = 3
 SETTINGS = BootstrapSettings(n_resamples=400, level=0.95, seed=RUN_SEED)
@@ -80,6 +85,14 @@ def test_hierarchical_interval_contains_the_mean_and_widens_with_seed_variance()
     for estimate, low, high in (same, spread):
         assert low < estimate < high
     assert spread[2] - spread[1] > 2 * (same[2] - same[1])
+    # The vectorised path for means draws another stream from the same design.
+    for offsets, general in (([0, 0, 0, 0], same), ([-1.5, -0.5, 0.5, 1.5], spread)):
+        fast = hierarchical_mean_bootstrap(
+            [values + offset for values, offset in zip(noise, offsets, strict=True)],
+            n_resamples=2000, seed=1,
+        )  # fmt: skip
+        assert fast[0] == pytest.approx(general[0])
+        assert fast[1:] == pytest.approx(general[1:], abs=0.1 * (general[2] - general[1]))
     # One replicate: the prompt bootstrap; a constant figure has a point interval.
     assert hierarchical_bootstrap([(lambda index: 0.7, 9)]) == (0.7, 0.7, 0.7)
     assert all(np.isnan(hierarchical_bootstrap([])))

@@ -1,8 +1,9 @@
 """Figures across training seeds (issue 19): every model-without-seed x condition as the mean
 over its replicates (`<method>-s<seed>`, the run's own seed being the plain name) with a
 hierarchical bootstrap interval that resamples seeds, then prompts within each seed
-(`stats.hierarchical_bootstrap`), each seed's own figure in a long table, and the verdict's
-paired differences (main method vs each other method) paired by seed and by prompt.
+(`stats.hierarchical_bootstrap`; for means its vectorised `hierarchical_mean_bootstrap`),
+each seed's own figure in a long table, and the verdict's paired differences (main method vs
+each other method) paired by seed and by prompt.
 
 Model names follow `modules.ModelName`; a model's *group* is its name with the seed removed.
 """
@@ -23,6 +24,7 @@ from rewardcond.modules import ModelName
 from rewardcond.stats import (
     BootstrapSettings,
     hierarchical_bootstrap,
+    hierarchical_mean_bootstrap,
     spearman,
     spearman_per_prompt,
 )
@@ -93,9 +95,25 @@ def group_targets(summary: pd.DataFrame, index: pd.DataFrame) -> dict[str, str]:
     return chosen
 
 
-def _mean_statistic(per_prompt: pd.Series) -> tuple[Callable[[np.ndarray], float], int]:
-    values = per_prompt.to_numpy(dtype=np.float64)
-    return (lambda index: float(values[index].mean())), values.size
+#: One seed's figure: its per-prompt values (a mean) or (statistic of prompt positions, prompts).
+Figure = np.ndarray | tuple[Callable[[np.ndarray], float], int]
+
+
+def _mean_statistic(per_prompt: pd.Series) -> np.ndarray:
+    return per_prompt.to_numpy(dtype=np.float64)
+
+
+def _prompts(figure: Figure) -> int:
+    return figure.size if isinstance(figure, np.ndarray) else figure[1]
+
+
+def _bootstrap(figures: list[Figure], settings: BootstrapSettings) -> tuple[float, float, float]:
+    """The mean over seeds of `figures` with its hierarchical interval: the vectorised path for
+    means (`stats.hierarchical_mean_bootstrap`), else `stats.hierarchical_bootstrap`."""
+    boot = {"n_resamples": settings.n_resamples, "level": settings.level, "seed": settings.seed}
+    if all(isinstance(figure, np.ndarray) for figure in figures):
+        return hierarchical_mean_bootstrap(figures, **boot)
+    return hierarchical_bootstrap(figures, **boot)
 
 
 def _spearman_statistic(rows: pd.DataFrame, column: str):
@@ -164,11 +182,10 @@ def replicate_tables(
     """
     index = replicate_index(frame["method"].unique(), settings.seed).set_index("model")
     targets = frame.drop_duplicates("target_name").set_index("target_name")
-    boot = {"n_resamples": settings.n_resamples, "level": settings.level, "seed": settings.seed}
     seed_records, groups = [], {}
     for metric, target_name, model, group in _figures(frame, kl, judge):
         replicate = index.loc[model]
-        value, low, high = hierarchical_bootstrap([group], **boot)
+        value, low, high = _bootstrap([group], settings)
         pooled = target_name == IN_RANGE
         where = {
             **{column: replicate[column] for column in REPLICATE_COLUMNS},
@@ -179,16 +196,19 @@ def replicate_tables(
         }
         seed_records.append(
             {**where, "seed": replicate["seed"], "model": model, "value": value, "ci_low": low,
-             "ci_high": high, "n_prompts": group[1]}
+             "ci_high": high, "n_prompts": _prompts(group)}
         )  # fmt: skip
         groups.setdefault((replicate["group"], target_name, metric), (where, []))[1].append(
-            (replicate["seed"], group, value)
+            (replicate["seed"], group, (value, low, high))
         )
     records = []
     for where, members in groups.values():
         members.sort(key=lambda member: member[0])
-        mean, low, high = hierarchical_bootstrap([member[1] for member in members], **boot)
-        values = [member[2] for member in members]
+        values = [member[2][0] for member in members]
+        # One seed: its own interval (the same draw `_bootstrap` would make again).
+        mean, low, high = (
+            members[0][2] if len(members) == 1 else _bootstrap([m[1] for m in members], settings)
+        )
         records.append(
             {**where, "n_seeds": len(members), "seeds": ", ".join(str(m[0]) for m in members),
              "mean": mean, "ci_low": low, "ci_high": high,
@@ -242,7 +262,6 @@ def replicate_comparisons(
     if main_method is None or main_method not in set(index["group"]):
         return pd.DataFrame(columns=columns)
     chosen = group_targets(summary, index)
-    boot = {"n_resamples": settings.n_resamples, "level": settings.level, "seed": settings.seed}
     records = []
     for metric, (row_column, _, _) in compared_metrics(judge).items():
         if metric == "spearman_pooled":
@@ -262,8 +281,8 @@ def replicate_comparisons(
                 )
                 shared = a.index.intersection(b.index)
                 per_seed.append(_mean_statistic(a.loc[shared] - b.loc[shared]))
-            difference, low, high = hierarchical_bootstrap(per_seed, **boot)
-            own = [statistic(np.arange(n)) for statistic, n in per_seed]
+            difference, low, high = _bootstrap(per_seed, settings)
+            own = [float(values.mean()) for values in per_seed]
             ahead, behind = sum(d > 0 for d in own), sum(d < 0 for d in own)
             significant = bool(low > 0 or high < 0)
             consistent = ahead == len(own) or behind == len(own)
