@@ -11,6 +11,7 @@ import pytest
 from evaluation_world import GOLD_JUDGE, TARGETS, judged_world
 
 from rewardcond.evaluation.collapses import CollapseRule, collapse_table
+from rewardcond.evaluation.comparisons import correlations
 from rewardcond.evaluation.judged import HeldOutJudge, attach_judges
 from rewardcond.evaluation.questions import efficiency_table, extrapolation_table
 from rewardcond.evaluation.replicates import replicate_comparisons, replicate_tables
@@ -114,6 +115,17 @@ def test_replicate_tables_average_over_seeds_and_keep_each_seed():
     pooled = replicates[(replicates["group"] == "scalar")
                           & (replicates["metric"] == "spearman_pooled")]  # fmt: skip
     assert pooled["target_name"].tolist() == ["in_range"]
+    # Each model's own Spearman is correlation.csv's figure, interval and all.
+    correlation = correlations(frame, SETTINGS, GOLD).set_index("method")
+    _, seeds = replicate_tables(frame, SETTINGS, GOLD, correlation=correlation.reset_index())
+    own = seeds[seeds["metric"] == "spearman_pooled"].set_index("model")
+    for model in ("scalar", "scalar-s7"):
+        figure = [own.loc[model, column] for column in ("value", "ci_low", "ci_high")]
+        columns = ["spearman_pooled", "spearman_pooled_ci_low", "spearman_pooled_ci_high"]
+        assert figure == correlation.loc[model, columns].tolist()
+        assert figure[0] > 0.8  # reward follows the target: a defined figure
+    gold = seeds[seeds["metric"] == "spearman_judge_gold_pooled"]
+    assert gold["value"].isna().all()  # gold is the same at every target: undefined, as there
     # 2 groups x (3 targets x 2 metrics + 2 Spearman) + sft x 2 metrics
     assert len(replicates) == 8 + 2 and len(seeds) == 2 * len(replicates)
 

@@ -158,14 +158,35 @@ def _figures(frame: pd.DataFrame, kl: pd.DataFrame | None, judge: HeldOutJudge |
                 yield metric, IN_RANGE, model, _spearman_statistic(in_range, column)
 
 
+def _seed_figure(
+    metric: str,
+    model: str,
+    figure: Figure,
+    correlation: pd.DataFrame | None,
+    settings: BootstrapSettings,
+) -> tuple[float, float, float]:
+    """One model's figure and its prompt-bootstrap interval; a Spearman (`*_pooled`) from
+    `correlation` when it has the model."""
+    if metric.endswith("_pooled") and correlation is not None:
+        row = correlation[correlation["method"] == model]
+        if not row.empty:
+            return tuple(
+                float(row[f"{metric}{end}"].iloc[0]) for end in ("", "_ci_low", "_ci_high")
+            )
+    return _bootstrap([figure], settings)
+
+
 def replicate_tables(
     frame: pd.DataFrame,
     settings: BootstrapSettings,
     judge: HeldOutJudge | None = None,
     kl: pd.DataFrame | None = None,
+    correlation: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(replicates, seeds) from `combine`'s frame (with `attach_judges`' columns when `judge`)
-    and the `kl` rules' per-prompt rows (or None: no `kl_sft`).
+    and the `kl` rules' per-prompt rows (or None: no `kl_sft`). With `correlation` (the
+    correlation table, `comparisons.correlations`) each model's own Spearman figures and
+    intervals are taken from it, not drawn again: one figure per model in every table.
 
     Metrics: `achieved_reward` (RM), the main judge's `judge.metric` (its score, or an llm
     judge's win rate against the reference), `kl_sft` (nats per sequence) per condition, each the
@@ -185,7 +206,7 @@ def replicate_tables(
     seed_records, groups = [], {}
     for metric, target_name, model, group in _figures(frame, kl, judge):
         replicate = index.loc[model]
-        value, low, high = _bootstrap([group], settings)
+        value, low, high = _seed_figure(metric, model, group, correlation, settings)
         pooled = target_name == IN_RANGE
         where = {
             **{column: replicate[column] for column in REPLICATE_COLUMNS},

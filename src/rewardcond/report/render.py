@@ -334,6 +334,7 @@ def publish(
     seed_tables, seed_section, shown = publish_replicates(
         frame, tables["summary"], targets_list, settings, results, kl=kl_rows,
         main_method=main_method, judge=judge, rule=collapse, trainset_reports=trainset_reports,
+        correlation=tables["correlation"],
     )  # fmt: skip
     report = render_report(
         tables | (seed_tables if shown else {}),

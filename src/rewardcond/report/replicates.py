@@ -80,16 +80,19 @@ def publish_replicates(
     judge: HeldOutJudge | None = None,
     rule: CollapseRule | None = None,
     trainset_reports: Mapping[str, str | os.PathLike] | None = None,
+    correlation: pd.DataFrame | None = None,
 ) -> tuple[dict[str, pd.DataFrame], str, bool]:
     """Write `SEED_TABLES` under `results/tables` and `SEED_PLOTS` under `results/plots`.
 
     `frame`: `combine`'s frame with `attach_judges`' columns; `summary`: the summary table;
-    `kl`: the `kl` rules' per-prompt rows; `trainset_reports`: {model: `trainsets/<model>.json`}
-    (its `rows`: the efficiency figure's x axis). Returns (tables, REPORT section, shown):
-    `shown` is whether the run has replicates or models on part of their pool, i.e. whether the
-    REPORT and the verdict use them; the section is "" otherwise."""
+    `kl`: the `kl` rules' per-prompt rows; `trainset_reports`: {model:
+    `trainsets/<model>.json`} (its `rows`: the efficiency figure's x axis); `correlation`: the
+    correlation table (each model's own Spearman figures, `replicates.replicate_tables`).
+    Returns (tables, REPORT section, shown): `shown` is whether the run has replicates or models
+    on part of their pool, i.e. whether the REPORT and the verdict use them; the section is ""
+    otherwise."""
     results, rule = Path(results), rule or CollapseRule()
-    replicates, seeds = replicate_tables(frame, settings, judge, kl)
+    replicates, seeds = replicate_tables(frame, settings, judge, kl, correlation)
     index = replicate_index(frame["method"].unique(), settings.seed)
     tables = {
         "replicates": replicates,
