@@ -79,7 +79,7 @@ rule publish:
         # The online rounds' reports (their sample counts): none when train.rounds is 1.
         rounds=round_reports(),
         # The rows each trained model learnt from (their `rows`): the efficiency figure's x axis.
-        trainsets=expand(f"{RESULTS}/trainsets/{{method}}.json", method=MODELS),
+        trainsets=trainset_reports(),
         library=library("publish.py"),
     output:
         summary=report(

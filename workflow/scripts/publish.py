@@ -32,5 +32,6 @@ publish(
     round_reports=snakemake.input.rounds,
     policy_samples=snakemake.params.policy_samples,
     collapse=CollapseRule(snakemake.params.min_eos_rate, snakemake.params.judge_margin),
+    # {trainset name: report}: `scalar-f30` for scalar-f30 and its seeds' replicates.
     trainset_reports={Path(path).stem: path for path in snakemake.input.trainsets},
 )
