@@ -351,3 +351,24 @@ def test_an_interval_that_excludes_zero_is_not_enough_when_a_seed_disagrees():
     labels, _ = metric_labels(GOLD)
     line = [text for text in seed_lines_of(comparisons_of(models), labels) if "gold" in text][0]
     assert "sft: not consistent across seeds (3 of 4 seeds ahead; +0.748 [" in line
+
+
+def test_without_a_judge_the_seed_outputs_hold_the_proxy_only(tmp_path):
+    frame = world({"scalar": {"gold": 0.8}, "scalar-f30": {"gold": 0.6}, **sft()})
+    tables = build_tables(frame, TARGETS, SETTINGS, main_method="scalar")
+    seed_tables, section, shown = publish_replicates(
+        frame, tables["summary"], TARGETS, SETTINGS, tmp_path, main_method="scalar"
+    )
+    assert shown  # a part-pool model
+    assert set(seed_tables["replicates"]["metric"]) == {"achieved_reward", "spearman_pooled"}
+    assert seed_tables["collapses"].set_index("method")["why"].to_dict() == {
+        "scalar": "EOS rate only (no held-out judge)",
+        "scalar-f30": "EOS rate only (no held-out judge)",
+        "sft": "",
+    }
+    assert set(seed_tables["extrapolation"]["metric"]) == {"achieved_reward"}
+    assert seed_tables["efficiency"].empty
+    assert "2. Is a scalar reward" in section and "Not asked in this run: no held-out judge." in (
+        section
+    )
+    assert set(seed_tables["seed_comparisons"]["metric"]) == {"achieved_reward", "winrate_rm"}
