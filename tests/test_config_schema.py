@@ -18,6 +18,7 @@ from rewardcond.config_schema import ConfigError, config_errors, load_schema, va
 from rewardcond.data.download import download_files
 from rewardcond.data.prepare import prepare
 from rewardcond.data.synthetic import WorldConfig
+from rewardcond.evaluation.collapses import CollapseRule
 from rewardcond.llm_judge.protocol import LLMJudgeSettings
 from rewardcond.methods import get_method
 from rewardcond.reward_models.training import RewardModelTrainSettings
@@ -120,7 +121,8 @@ def test_a_misspelt_key_is_an_error_naming_its_path(extra, path, suggestion, whe
             {"evaluate": {"main_methods": "sft"}},
             "evaluate.main_methods: unknown key (did you "
             "mean 'main_method'?); keys allowed in evaluate: bootstrap_samples, ci_level, "
-            "judge_agreement_max_comparisons, judges, kl_samples, main_judge, main_method, "
+            "collapse, judge_agreement_max_comparisons, judges, kl_samples, main_judge, "
+            "main_method, "
             "on_empty, rouge_use_stemmer",
         ),
         (
@@ -405,10 +407,12 @@ SECTIONS = {
             "judges",
             "main_judge",
             "judge_agreement_max_comparisons",
+            "collapse",  # a section of its own, below
         ),
         {"bootstrap_samples": "n_resamples", "ci_level": "level"},
         ("seed",),  # the top-level seed, which has no default
     ),
+    "evaluate.collapse": (("evaluate", "collapse"), dataclass_defaults(CollapseRule), (), {}, ()),
     "evaluate.judges (llm)": (
         ("llm_judge",),  # the $defs entry an llm judge of evaluate.judges refers to
         dataclass_defaults(LLMJudgeSettings),

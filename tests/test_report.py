@@ -23,6 +23,7 @@ from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.summary import best_targets, combine
 from rewardcond.kl.summary import summarize_kl
 from rewardcond.report.render import PLOTS, TABLES, build_tables, publish
+from rewardcond.report.replicates import seed_outputs
 from rewardcond.report.verdict import NO_JUDGE, verdict_lines
 from rewardcond.stats import MIN_PROMPTS, BootstrapSettings, spearman
 
@@ -367,7 +368,7 @@ def test_publish_writes_tables_plots_and_report(tmp_path):
     expected = sorted(
         [f"tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md")]
         + [f"plots/{name}.png" for name in PLOTS]
-        + ["REPORT.md"]
+        + ["REPORT.md", *seed_outputs()]
     )
     assert written == expected
     assert len(pd.read_csv(results / "tables" / "summary.csv")) == 7
@@ -428,7 +429,7 @@ def test_publish_rule_declares_every_file_publish_writes():
     rule = publish_rule[publish_rule.index("    output:") : publish_rule.index("    params:")]
     declared = set(re.findall(r'f"\{RESULTS\}/((?:tables|plots)/[\w.]+|REPORT\.md)"', rule))
     written = {f"tables/{name}.{ext}" for name in TABLES for ext in ("csv", "md")}
-    written |= {f"plots/{name}.png" for name in PLOTS} | {"REPORT.md"}
+    written |= {f"plots/{name}.png" for name in PLOTS} | {"REPORT.md", *seed_outputs()}
     assert declared == written
 
 

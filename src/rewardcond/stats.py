@@ -169,3 +169,72 @@ def paired_difference(
         return float("nan"), float("nan"), float("nan"), 0
     low, high = bootstrap_ci(differences, n_resamples=n_resamples, level=level, seed=seed)
     return float(differences.mean()), low, high, int(differences.size)
+
+
+def hierarchical_bootstrap(
+    groups: Sequence[tuple[Callable[[np.ndarray], float], int]],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean over replicates (training seeds) of a per-replicate statistic, with a two-level
+    (hierarchical) percentile bootstrap interval: each resample draws the replicates with
+    replacement, then, within each drawn replicate independently, its prompts with replacement
+    (Davison and Hinkley 1997, *Bootstrap Methods and their Application*, §3.8, resampling
+    both stages of a two-stage sample). The interval so includes the seed-to-seed variance; with
+    one replicate it is the prompt bootstrap of that replicate.
+
+    `groups`: one (statistic, n_prompts) per replicate; `statistic(index)` is the replicate's
+    figure on the prompts at positions `index` (an int array, with repeats), e.g.
+    `lambda index: per_prompt[index].mean()`. Returns (estimate, low, high): the estimate is the
+    mean over replicates of `statistic` on all its prompts. No replicates, one without prompts,
+    or an estimate that is NaN (a replicate's statistic undefined) gives NaN for all three.
+    Seeded by `seed` (the run's).
+    """
+    if not groups or any(n < 1 for _, n in groups):
+        return float("nan"), float("nan"), float("nan")
+    estimate = float(np.mean([statistic(np.arange(n)) for statistic, n in groups]))
+    if np.isnan(estimate):
+        return estimate, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    samples = np.empty(n_resamples)
+    for i in range(n_resamples):
+        drawn = rng.integers(0, len(groups), size=len(groups))
+        values = []
+        for j in drawn:
+            statistic, n = groups[j]
+            values.append(statistic(rng.integers(0, n, size=n)))
+        samples[i] = np.mean(values)
+    low, high = percentile_interval(samples, level)
+    return estimate, low, high
+
+
+def hierarchical_mean_bootstrap(
+    replicates: Sequence[np.ndarray],
+    *,
+    n_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """`hierarchical_bootstrap` of a mean, vectorised: `replicates` holds one array of per-prompt
+    values per replicate (seed); the estimate is the mean over replicates of each one's mean, and
+    each resample draws the replicates, then the prompts within each drawn one (Davison and
+    Hinkley 1997, §3.8). Same definitions and NaN rules as `hierarchical_bootstrap` (a NaN value
+    makes the estimate NaN: drop NaN first), another random stream.
+    """
+    arrays = [np.asarray(values, dtype=np.float64) for values in replicates]
+    if not arrays or any(values.size < 1 for values in arrays):
+        return float("nan"), float("nan"), float("nan")
+    estimate = float(np.mean([values.mean() for values in arrays]))
+    if np.isnan(estimate):
+        return estimate, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(arrays), size=(n_resamples, len(arrays)))
+    means = np.empty(drawn.shape)
+    for j, values in enumerate(arrays):
+        slots = drawn == j
+        prompts = rng.integers(0, values.size, size=(int(slots.sum()), values.size))
+        means[slots] = values[prompts].mean(axis=1)
+    low, high = percentile_interval(means.mean(axis=1), level)
+    return estimate, low, high

@@ -649,6 +649,15 @@ def round_reports():
     return [f"{RESULTS}/trainsets/{name}.json" for names in ROUND_NAMES.values() for name in names]
 
 
+def trainset_reports():
+    """The trainset report of every round-1 trained model's trainset (`trainsets/<m>.json`, or
+    `<m>-f<p>.json` on p % of the pool; a seed's replicate shares its method's), for the rows on
+    the efficiency figure's axis (issue 19)."""
+    names = [MODULES.ModelName.parse(name) for name in MODELS]
+    trainsets = [MODULES.ModelName(n.method, percent=n.percent) for n in names if n.round == 1]
+    return [f"{RESULTS}/trainsets/{name}.json" for name in dict.fromkeys(map(str, trainsets))]
+
+
 def policy_samples():
     """{method: summaries its training sampled from its own policy} of rloo: max_steps x
     global_batch_size / num_iterations (a batch of global_batch_size summaries is sampled for

@@ -78,6 +78,8 @@ rule publish:
         judges_table=f"{RESULTS}/tables/judges.csv" if JUDGES else [],
         # The online rounds' reports (their sample counts): none when train.rounds is 1.
         rounds=round_reports(),
+        # The rows each trained model learnt from (their `rows`): the efficiency figure's x axis.
+        trainsets=trainset_reports(),
         library=library("publish.py"),
     output:
         summary=report(
@@ -137,6 +139,39 @@ rule publish:
             caption="../report/frontier.rst",
             category="Plots",
         ),
+        # Across training seeds and the seed post's questions (issue 19): written on every run;
+        # with one seed per method and no part-pool models the REPORT does not show them.
+        replicates=report(
+            f"{RESULTS}/tables/replicates.csv",
+            caption="../report/replicates.rst",
+            category="Tables",
+        ),
+        replicates_md=f"{RESULTS}/tables/replicates.md",
+        seeds=f"{RESULTS}/tables/seeds.csv",
+        seed_comparisons=report(
+            f"{RESULTS}/tables/seed_comparisons.csv",
+            caption="../report/seed_comparisons.rst",
+            category="Tables",
+        ),
+        seed_comparisons_md=f"{RESULTS}/tables/seed_comparisons.md",
+        collapses=report(
+            f"{RESULTS}/tables/collapses.csv", caption="../report/collapses.rst", category="Tables"
+        ),
+        collapses_md=f"{RESULTS}/tables/collapses.md",
+        extrapolation_table=f"{RESULTS}/tables/extrapolation.csv",
+        extrapolation_md=f"{RESULTS}/tables/extrapolation.md",
+        efficiency_table=f"{RESULTS}/tables/efficiency.csv",
+        efficiency_md=f"{RESULTS}/tables/efficiency.md",
+        extrapolation=report(
+            f"{RESULTS}/plots/extrapolation.png",
+            caption="../report/extrapolation.rst",
+            category="Plots",
+        ),
+        efficiency=report(
+            f"{RESULTS}/plots/efficiency.png",
+            caption="../report/efficiency.rst",
+            category="Plots",
+        ),
         report_md=report(
             f"{RESULTS}/REPORT.md", caption="../report/report_md.rst", category="Report"
         ),
@@ -151,6 +186,9 @@ rule publish:
         main_judge=lookup(dpath="evaluate/main_judge", within=config, default=None),
         policy_samples=policy_samples(),
         seed=lookup(dpath="seed", within=config),
+        # A replicate is collapsed below this EOS rate, or this far below sft's judge figure.
+        min_eos_rate=lookup(dpath="evaluate/collapse/min_eos_rate", within=config),
+        judge_margin=lookup(dpath="evaluate/collapse/judge_margin", within=config),
         # The REPORT prints the resolved configuration, so any change to it rewrites the REPORT.
         setup=config,
     log:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from rewardcond.artifacts import log_to_file
+from rewardcond.evaluation.collapses import CollapseRule
 from rewardcond.report.render import publish
 
 log_to_file(snakemake.log[0])
@@ -30,4 +31,7 @@ publish(
     judges_table=snakemake.input.judges_table or None,
     round_reports=snakemake.input.rounds,
     policy_samples=snakemake.params.policy_samples,
+    collapse=CollapseRule(snakemake.params.min_eos_rate, snakemake.params.judge_margin),
+    # {trainset name: report}: `scalar-f30` for scalar-f30 and its seeds' replicates.
+    trainset_reports={Path(path).stem: path for path in snakemake.input.trainsets},
 )

@@ -12,6 +12,7 @@ from rewardcond.evaluation.comparisons import judge_spearman, rankable
 from rewardcond.evaluation.frontier import RLHF_METHOD, judge_difference_columns, onset
 from rewardcond.evaluation.judged import HeldOutJudge
 from rewardcond.evaluation.targets import IN_RANGE
+from rewardcond.report.seeds import seed_lines
 from rewardcond.stats import MIN_PROMPTS
 from rewardcond.tables import NO_TARGET
 
@@ -95,7 +96,9 @@ def verdict_lines(
     held-out side is `judge` (`evaluate.main_judge`, named in the first bullet; its columns
     `judge_<name>_*`); without a judge one line says so and no judge figure is mentioned. The
     best calibration is crowned only when its pooled Spearman is above 0: a target reward that
-    the achieved one ignores or falls with is no calibration."""
+    the achieved one ignores or falls with is no calibration. With replicates (a
+    `seed_comparisons` table with two or more seeds, `report.replicates`), the main method's
+    bullets are `seeds.seed_lines`: a difference is called only when it holds across seeds."""
     winrate, correlation, comparisons = (
         tables["winrate"],
         tables["correlation"],
@@ -154,7 +157,10 @@ def verdict_lines(
         if unranked:
             line += f" Not ranked: {unranked}."
         lines.append(line)
-    if main_method is not None:
+    across = tables.get("seed_comparisons")
+    if main_method is not None and across is not None and (across["n_seeds"] >= 2).any():
+        lines.extend(seed_lines(across, labels, level))  # issue 19: calls that hold across seeds
+    elif main_method is not None:
         for metric in labels:
             if metric == "spearman_pooled":
                 continue
