@@ -78,6 +78,21 @@ def test_a_job_takes_its_wall_time_not_the_sampled_cpu_time(run):
     assert bench.list_schedule(jobs, needs, 2) == 149.0
 
 
+def test_the_jobs_after_a_long_first_job_bound_the_wall_time(tmp_path):
+    # base (100 s), then four 10 s jobs that need it: on 2 cores no schedule beats 100 + 40/2,
+    # above both the critical path (110) and the total over the cores (140/2).
+    write_job(tmp_path, "base", "x", ["m/base"], ["raw.txt"], 0, 100, 100)
+    for name in "pqrs":
+        write_job(tmp_path, "use", name, [f"{name}.txt"], ["m/base"], 100, 110, 10)
+    jobs = bench.read_jobs(tmp_path)
+    needs = bench.dependencies(jobs)
+    assert bench.critical_path(jobs, needs)[0] == 110.0
+    bound, job = bench.descendant_bound(jobs, needs, 2)
+    assert (bound, jobs[job].rule) == (120.0, "base")
+    assert bench.list_schedule(jobs, needs, 2) == 120.0
+    assert bench.descendant_bound(jobs, needs, 4)[0] == 110.0  # one of the 10 s jobs: 110 + 0
+
+
 def test_prints_the_figures(run):
     out = subprocess.run(
         [sys.executable, str(SCRIPT), str(run), "--cores", "2"],
@@ -90,6 +105,10 @@ def test_prints_the_figures(run):
     assert "each of the 3 jobs longer than 15 s" in out
     assert "critical path 150.0 s:" in out
     assert "lower bound on 2 idle cores: max(150.0, 191.0/2) = 150.0 s" in out
+    assert (
+        "lower bound from the jobs that wait for one job on 2 idle cores: 150.0 s (d logs/d/x.log"
+        in out
+    )
     assert "list schedule on 2 cores (replay of the jobs' times): 150.0 s" in out
     assert "measured wall 150.0 s" in out
     assert "jobs running at once: 1: 109.0 s, 2: 41.0 s" in out

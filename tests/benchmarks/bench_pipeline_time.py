@@ -19,7 +19,9 @@ Prints:
 - total job seconds over all jobs (and the sampled `cpu_time`, with how many jobs ran past
   the 0.5 s sampling and so undercount it);
 - the critical path (the longest chain of dependent jobs) and its jobs;
-- the lower bound max(critical path, total / cores) of the wall time on `cores` idle cores;
+- the lower bound max(critical path, total / cores) of the wall time on `cores` idle cores, and
+  a tighter one: for each job, the longest chain ending in it plus its descendants' time over
+  the cores (`descendant_bound`);
 - a list schedule of the jobs on `cores` cores, each taking its time, the job with the longest
   remaining path first (Snakemake's order with the workflow's stage priorities); on the
   run's own job times it replays the run, so a replay close to the measured wall means that no
@@ -124,6 +126,43 @@ def critical_path(jobs: list[Job], needs: dict[int, list[int]]) -> tuple[float, 
     return finish[last], path[::-1]
 
 
+def descendant_bound(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> tuple[float, int]:
+    """A lower bound on the wall time on `cores` cores, and the job that gives it.
+
+    Every job that (transitively) needs job j starts after j ends, and j ends no earlier than the
+    longest chain of jobs ending in j; so the wall time is at least that chain plus the work of
+    j's descendants spread over all cores. The maximum over j is at least the critical path (the
+    last job of the path, which has no descendants), and is the tighter bound when a long job
+    has to run alone first (a base model that everything else needs).
+    """
+    users: dict[int, set[int]] = {index: set() for index in range(len(jobs))}
+    for index, upstream in needs.items():
+        for other in upstream:
+            users[other].add(index)
+    below: dict[int, set[int]] = {}
+
+    def descendants(index: int) -> set[int]:
+        if index not in below:
+            found = set(users[index])
+            for user in users[index]:
+                found |= descendants(user)
+            below[index] = found
+        return below[index]
+
+    ends: dict[int, float] = {}
+
+    def end(index: int) -> float:
+        if index not in ends:
+            ends[index] = jobs[index].wall + max(map(end, needs[index]), default=0.0)
+        return ends[index]
+
+    bounds = [
+        (end(index) + sum(jobs[other].wall for other in descendants(index)) / cores, index)
+        for index in range(len(jobs))
+    ]
+    return max(bounds)
+
+
 def list_schedule(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> float:
     """Makespan of a greedy schedule on `cores` cores (each job takes its wall seconds), longest
     remaining path first."""
@@ -192,6 +231,11 @@ def main() -> None:
     print(
         f"lower bound on {args.cores} idle cores: max({path_time:.1f}, {total:.1f}/{args.cores})"
         f" = {max(path_time, total / args.cores):.1f} s"
+    )
+    bound, job = descendant_bound(jobs, needs, args.cores)
+    print(
+        f"lower bound from the jobs that wait for one job on {args.cores} idle cores: {bound:.1f} s"
+        f" ({jobs[job].rule} {jobs[job].log} ends, then its descendants share the cores)"
     )
     print(
         f"list schedule on {args.cores} cores (replay of the jobs' times): "
