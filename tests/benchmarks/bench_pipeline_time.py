@@ -1,4 +1,4 @@
-"""Where a finished Snakemake run's time went: CPU total, critical path, the 2-core wall bound.
+"""Where a finished Snakemake run's time went: job time, critical path, the 2-core wall bound.
 
 Reads a finished run's folder (the checkout the pipeline ran in): each job's record in
 `.snakemake/metadata/` (rule, inputs, log, start and end time) and its benchmark file. The
@@ -6,20 +6,30 @@ workflow names every job's benchmark after its log (`logs/<rule>/<x>.log` ->
 `benchmarks/<rule>/<x>.tsv`); a job without one is an error. The job graph comes from the
 records: a job depends on the job whose output is one of its inputs.
 
-Prints, from the benchmark files' `cpu_time` (CPU seconds, summed over a job's processes: a
-figure that a loaded machine changes little, unlike wall time):
+Each job's time is its benchmark file's wall seconds (`s`). Every job here runs one thread and
+is CPU-bound (its CPU time read from /proc at exit is within a few % of its wall time), so on
+idle cores its wall time is its work. The benchmark file's `cpu_time` is no measure of that
+work: Snakemake (9.x, `snakemake/benchmark.py`) records the CPU time of its *last* sample, and
+samples every 0.5 s for the first 30 samples (about 15 s), then every 30 s. A job that runs 36 s
+thus reports the CPU of its first ~15 s (train/sft at CI's run `c15ab69`: cpu_time 15.1 s, wall
+36.5 s, 33.5 CPU s measured at exit). This script prints `cpu_time` only as that sample.
 
-- total CPU seconds over all jobs;
-- the critical path (the longest chain of dependent jobs, in CPU seconds) and its jobs;
-- the lower bound max(critical path, total CPU / cores) of the wall time on `cores` idle cores
-  (every job here runs one thread);
-- a list schedule of the jobs on `cores` idle cores, each taking its CPU seconds, the job with
-  the longest remaining path first (an estimate of the idle wall time, not a bound: Snakemake
-  picks its own order);
-- the wall time measured (first job's start to last job's end) and the load average the
-  benchmark files recorded.
+Prints:
 
-    python tests/benchmarks/bench_pipeline_time.py /tmp/ci-work2/demo [--cores 2] [--top 15]
+- total job seconds over all jobs (and the sampled `cpu_time`, with how many jobs ran past
+  the 0.5 s sampling and so undercount it);
+- the critical path (the longest chain of dependent jobs) and its jobs;
+- the lower bound max(critical path, total / cores) of the wall time on `cores` idle cores, and
+  a tighter one: for each job, the longest chain ending in it plus its descendants' time over
+  the cores (`descendant_bound`);
+- a list schedule of the jobs on `cores` cores, each taking its time, the job with the longest
+  remaining path first (Snakemake's order with the workflow's stage priorities); on the
+  run's own job times it replays the run, so a replay close to the measured wall means that no
+  time was lost between jobs (scheduling, Snakemake's own work): only in the jobs;
+- the wall time measured (first job's start to last job's end), how long 0, 1, 2, ... jobs
+  ran at once, and the load average the benchmark files recorded.
+
+    python tests/benchmarks/bench_pipeline_time.py /tmp/ci-work4/demo [--cores 2] [--top 15]
 """
 
 from __future__ import annotations
@@ -31,6 +41,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Snakemake samples a job's CPU time every 0.5 s for its first 30 samples, then every 30 s: a job
+# longer than this many seconds may have run up to 30 s past its last sample.
+SAMPLED_SECONDS = 15.0
+
 
 @dataclass
 class Job:
@@ -40,8 +54,8 @@ class Job:
     inputs: set[str] = field(default_factory=set)
     start: float = 0.0
     end: float = 0.0
-    cpu: float = 0.0
-    wall: float = 0.0
+    cpu: float = 0.0  # `cpu_time`: the CPU seconds at Snakemake's last sample, not at the end
+    wall: float = 0.0  # `s`: the job's wall seconds, its work (one CPU-bound thread)
     load: float = 0.0
 
 
@@ -94,7 +108,7 @@ def dependencies(jobs: list[Job]) -> dict[int, list[int]]:
 
 
 def critical_path(jobs: list[Job], needs: dict[int, list[int]]) -> tuple[float, list[int]]:
-    """The longest chain of dependent jobs in CPU seconds, and its jobs in order."""
+    """The longest chain of dependent jobs in (wall) seconds, and its jobs in order."""
     finish: dict[int, float] = {}
     before: dict[int, int | None] = {}
 
@@ -102,7 +116,7 @@ def critical_path(jobs: list[Job], needs: dict[int, list[int]]) -> tuple[float, 
         if index not in finish:
             upstream = [(visit(other), other) for other in needs[index]]
             longest, previous = max(upstream, default=(0.0, None))
-            finish[index], before[index] = longest + jobs[index].cpu, previous
+            finish[index], before[index] = longest + jobs[index].wall, previous
         return finish[index]
 
     last = max(range(len(jobs)), key=visit)
@@ -112,8 +126,46 @@ def critical_path(jobs: list[Job], needs: dict[int, list[int]]) -> tuple[float, 
     return finish[last], path[::-1]
 
 
+def descendant_bound(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> tuple[float, int]:
+    """A lower bound on the wall time on `cores` cores, and the job that gives it.
+
+    Every job that (transitively) needs job j starts after j ends, and j ends no earlier than the
+    longest chain of jobs ending in j; so the wall time is at least that chain plus the work of
+    j's descendants spread over all cores. The maximum over j is at least the critical path (the
+    last job of the path, which has no descendants), and is the tighter bound when a long job
+    has to run alone first (a base model that everything else needs).
+    """
+    users: dict[int, set[int]] = {index: set() for index in range(len(jobs))}
+    for index, upstream in needs.items():
+        for other in upstream:
+            users[other].add(index)
+    below: dict[int, set[int]] = {}
+
+    def descendants(index: int) -> set[int]:
+        if index not in below:
+            found = set(users[index])
+            for user in users[index]:
+                found |= descendants(user)
+            below[index] = found
+        return below[index]
+
+    ends: dict[int, float] = {}
+
+    def end(index: int) -> float:
+        if index not in ends:
+            ends[index] = jobs[index].wall + max(map(end, needs[index]), default=0.0)
+        return ends[index]
+
+    bounds = [
+        (end(index) + sum(jobs[other].wall for other in descendants(index)) / cores, index)
+        for index in range(len(jobs))
+    ]
+    return max(bounds)
+
+
 def list_schedule(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> float:
-    """Makespan of a greedy schedule on `cores` cores, longest remaining path first."""
+    """Makespan of a greedy schedule on `cores` cores (each job takes its wall seconds), longest
+    remaining path first."""
     users: dict[int, list[int]] = {index: [] for index in range(len(jobs))}
     for index, upstream in needs.items():
         for other in upstream:
@@ -122,7 +174,7 @@ def list_schedule(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> f
 
     def remaining(index: int) -> float:
         if index not in tail:
-            tail[index] = jobs[index].cpu + max(map(remaining, users[index]), default=0.0)
+            tail[index] = jobs[index].wall + max(map(remaining, users[index]), default=0.0)
         return tail[index]
 
     waiting = {index: len(upstream) for index, upstream in needs.items()}
@@ -133,13 +185,25 @@ def list_schedule(jobs: list[Job], needs: dict[int, list[int]], cores: int) -> f
     while ready or running:
         while ready and len(running) < cores:
             _, index = heapq.heappop(ready)
-            heapq.heappush(running, (now + jobs[index].cpu, index))
+            heapq.heappush(running, (now + jobs[index].wall, index))
         now, done = heapq.heappop(running)
         for user in users[done]:
             waiting[user] -= 1
             if waiting[user] == 0:
                 heapq.heappush(ready, (-remaining(user), user))
     return now
+
+
+def concurrency(jobs: list[Job]) -> dict[int, float]:
+    """Seconds of the run (first start to last end) during which 0, 1, 2, ... jobs ran at once."""
+    events = sorted([(job.start, 1) for job in jobs] + [(job.end, -1) for job in jobs])
+    seconds: dict[int, float] = {}
+    running, previous = 0, events[0][0]
+    for time, change in events:
+        if time > previous:
+            seconds[running] = seconds.get(running, 0.0) + time - previous
+        running, previous = running + change, time
+    return dict(sorted(seconds.items()))
 
 
 def main() -> None:
@@ -150,26 +214,39 @@ def main() -> None:
     args = parser.parse_args()
     jobs = read_jobs(args.run)
     needs = dependencies(jobs)
-    total = sum(job.cpu for job in jobs)
-    path_cpu, path = critical_path(jobs, needs)
+    total = sum(job.wall for job in jobs)
+    sampled = sum(job.cpu for job in jobs)
+    stale = sum(job.wall > SAMPLED_SECONDS for job in jobs)
+    path_time, path = critical_path(jobs, needs)
     wall = max(job.end for job in jobs) - min(job.start for job in jobs)
-    load = sum(job.load * job.wall for job in jobs) / sum(job.wall for job in jobs)
-    print(f"{len(jobs)} jobs; total CPU {total:.1f} s")
-    print(f"critical path {path_cpu:.1f} CPU s:")
-    for index in path:
-        print(f"  {jobs[index].cpu:7.1f}  {jobs[index].rule:26s} {jobs[index].log}")
+    load = sum(job.load * job.wall for job in jobs) / total
+    print(f"{len(jobs)} jobs; total job time {total:.1f} s (wall of each job)")
     print(
-        f"lower bound on {args.cores} idle cores: max({path_cpu:.1f}, {total:.1f}/{args.cores})"
-        f" = {max(path_cpu, total / args.cores):.1f} s"
+        f"benchmarks' cpu_time {sampled:.1f} s: CPU at Snakemake's last sample, which misses up to"
+        f" 30 s of each of the {stale} jobs longer than {SAMPLED_SECONDS:.0f} s"
+    )
+    print(f"critical path {path_time:.1f} s:")
+    for index in path:
+        print(f"  {jobs[index].wall:7.1f}  {jobs[index].rule:26s} {jobs[index].log}")
+    print(
+        f"lower bound on {args.cores} idle cores: max({path_time:.1f}, {total:.1f}/{args.cores})"
+        f" = {max(path_time, total / args.cores):.1f} s"
+    )
+    bound, job = descendant_bound(jobs, needs, args.cores)
+    print(
+        f"lower bound from the jobs that wait for one job on {args.cores} idle cores: {bound:.1f} s"
+        f" ({jobs[job].rule} {jobs[job].log} ends, then its descendants share the cores)"
     )
     print(
-        f"list schedule on {args.cores} idle cores (estimate): "
+        f"list schedule on {args.cores} cores (replay of the jobs' times): "
         f"{list_schedule(jobs, needs, args.cores):.1f} s"
     )
     print(f"measured wall {wall:.1f} s (benchmarks' mean CPU load, wall-weighted: {load:.0f}%)")
-    print(f"largest {args.top} jobs (CPU s / wall s):")
-    for job in sorted(jobs, key=lambda job: -job.cpu)[: args.top]:
-        print(f"  {job.cpu:7.1f} {job.wall:7.1f}  {job.rule:26s} {job.log}")
+    running = ", ".join(f"{count}: {seconds:.1f} s" for count, seconds in concurrency(jobs).items())
+    print(f"jobs running at once: {running}")
+    print(f"largest {args.top} jobs (wall s / sampled cpu_time s):")
+    for job in sorted(jobs, key=lambda job: -job.wall)[: args.top]:
+        print(f"  {job.wall:7.1f} {job.cpu:7.1f}  {job.rule:26s} {job.log}")
 
 
 if __name__ == "__main__":
