@@ -201,8 +201,10 @@ def test_the_verdict_uses_the_seeds_only_with_replicates(tmp_path):
     lines = verdict_lines(tables | seed_tables, 0.95, "scalar", GOLD)
     assert shown and "## Replicates and collapses" in section
     assert "| scalar @ q50 |       2 | 0.000 [" in section and "| 0 of 2      |" in section
-    note = [i for i, line in enumerate(lines) if line.startswith("With replicates the bullets")]
+    note = [i for i, line in enumerate(lines) if line.startswith("With replicates no trained")]
     assert len(note) == 1
+    # No one-seed model is crowned (the luckiest seed): the judge line, then the seed bullets.
+    assert note == [1] and not any(line.startswith("Highest") for line in lines)
     assert lines[note[0] + 1].startswith("scalar @ q50 on achieved (reward-model) reward, across")
     assert any("sft: not consistent across seeds (1 of 2 seeds ahead" in line for line in lines)
     assert not any(line.startswith("scalar on gold score") for line in lines)

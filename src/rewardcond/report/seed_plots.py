@@ -93,6 +93,10 @@ def plot_efficiency(table: pd.DataFrame, path, judge: HeldOutJudge) -> None:
             else f"Spearman(target, {judge.name}), in-range targets"
         )  # fmt: skip
         axis.set_xscale("log")
+        # Ticks at the configured sizes, written out: log-scale defaults overlap between decades.
+        ticks = sorted(set(table[x].dropna().astype(int)))
+        axis.set_xticks(ticks, [f"{tick:,}" for tick in ticks], minor=False)
+        axis.set_xticks([], minor=True)
         axis.legend(fontsize=8)
     figure.suptitle("Efficiency: means over seeds, hierarchical bootstrap intervals")
     _save(figure, path)

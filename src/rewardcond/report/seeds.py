@@ -32,8 +32,9 @@ def seed_lines(across: pd.DataFrame, labels: Mapping[str, str], level: float) ->
     seeds agree but whose interval includes 0 is a tie. `across`: `replicate_comparisons`'
     table; `labels`: metric -> label (`verdict.metric_labels`)."""
     lines = [
-        "With replicates the bullets above rank each trained model (one seed) on its own; the "
-        "main method's claims below hold across seeds (`tables/seed_comparisons.csv`)."
+        "With replicates no trained model (one seed) is crowned: the best of several seeds' "
+        "models is the luckiest seed (each model's own rankings are in `tables/comparisons.csv`); "
+        "the main method's claims below hold across seeds (`tables/seed_comparisons.csv`)."
     ]
     for metric, label in labels.items():
         rows = across[across["metric"] == metric]

@@ -97,8 +97,9 @@ def verdict_lines(
     `judge_<name>_*`); without a judge one line says so and no judge figure is mentioned. The
     best calibration is crowned only when its pooled Spearman is above 0: a target reward that
     the achieved one ignores or falls with is no calibration. With replicates (a
-    `seed_comparisons` table with two or more seeds, `report.replicates`), the main method's
-    bullets are `seeds.seed_lines`: a difference is called only when it holds across seeds."""
+    `seed_comparisons` table with two or more seeds, `report.replicates`), no single model is
+    crowned and the main method's bullets are `seeds.seed_lines`: a difference is called only
+    when it holds across seeds."""
     winrate, correlation, comparisons = (
         tables["winrate"],
         tables["correlation"],
@@ -118,7 +119,11 @@ def verdict_lines(
         "spearman_pooled_ci_high",
     )
     lines = [NO_JUDGE] if judge is None else [judge_line(judge)]
-    for metric, title in titles.items():
+    across = tables.get("seed_comparisons")
+    replicated = main_method is not None and across is not None and (across["n_seeds"] >= 2).any()
+    # With replicates no trained model (one seed) is crowned: the best of several seeds' models
+    # is a pick of the luckiest seed. Their one-seed rankings stay in tables/comparisons.csv.
+    for metric, title in () if replicated else titles.items():
         table, column, low, high = headline[metric]
         usable = rankable(table, column)
         unranked = _unranked(table.drop(usable.index), column)
@@ -157,8 +162,7 @@ def verdict_lines(
         if unranked:
             line += f" Not ranked: {unranked}."
         lines.append(line)
-    across = tables.get("seed_comparisons")
-    if main_method is not None and across is not None and (across["n_seeds"] >= 2).any():
+    if replicated:
         lines.extend(seed_lines(across, labels, level))  # issue 19: calls that hold across seeds
     elif main_method is not None:
         for metric in labels:
