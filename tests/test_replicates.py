@@ -374,3 +374,42 @@ def test_without_a_judge_the_seed_outputs_hold_the_proxy_only(tmp_path):
         section
     )
     assert set(seed_tables["seed_comparisons"]["metric"]) == {"achieved_reward", "winrate_rm"}
+
+
+def test_efficiency_pairs_scalar_with_tokens_by_seed_at_each_pool_percent():
+    from rewardcond.evaluation.summary import summarize
+    from rewardcond.report.seeds import efficiency_pairs
+
+    frame = world({
+        "scalar": {"gold": 0.8}, "scalar-f30": {"gold": 0.6}, "scalar-f30-s7": {"gold": 0.4},
+        "tokens": {"gold": 0.7, "conditioned": False},
+        "tokens-f30": {"gold": 0.3, "conditioned": False},
+        "tokens-f30-s7": {"gold": 0.45, "conditioned": False}, **sft(),
+    })  # fmt: skip
+    assert efficiency_pairs([10, 30, 100, 30]) == [
+        ("scalar-f10", "tokens-f10"), ("scalar-f30", "tokens-f30")
+    ]  # fmt: skip
+    summary = summarize(frame, TARGETS, SETTINGS, GOLD_JUDGE)
+    across = replicate_comparisons(
+        frame, summary, SETTINGS, "scalar", GOLD, extra_pairs=efficiency_pairs([30, 100])
+    )
+    pair = across[(across["method"] == "scalar-f30") & (across["metric"] == "judge_gold_mean")]
+    # Paired by seed: 0.6 - 0.3 = +0.3 (run seed), 0.4 - 0.45 = -0.05 (seed 7): they disagree.
+    assert pair[["other", "n_seeds", "seed_differences"]].values.tolist() == [
+        ["tokens-f30", 2, "+0.300, -0.050"]
+    ]
+    # The verdict's bullets stay the main method's only.
+    labels, _ = metric_labels(GOLD)
+    line = [text for text in seed_lines_of(across, labels) if "gold score" in text][0]
+    assert line.startswith("scalar @ q50 on gold score") and line.count("tokens-f30") == 1
+    replicates, _ = replicate_tables(frame, SETTINGS, GOLD)
+    rows = {"scalar": 1000, "scalar-f30": 300, "tokens": 1000, "tokens-f30": 300}
+    answer = efficiency_answer(efficiency_table(replicates, GOLD, rows), GOLD, across)
+    assert answer[-2] == (
+        "At 30% of the pool, gold score: scalar 0.500 against tokens 0.375; not consistent "
+        "across seeds (1 of 2 seeds ahead; +0.125 [-0.050, 0.300])."
+    )
+    assert answer[-1] == (
+        "At 100% of the pool, gold score: scalar 0.800 against tokens 0.700; scalar is ahead, "
+        "paired by seed and prompt (+0.100 [0.100, 0.100], 1 of 1 seeds ahead)."
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -264,6 +264,7 @@ def replicate_comparisons(
     settings: BootstrapSettings,
     main_method: str | None,
     judge: HeldOutJudge | None = None,
+    extra_pairs: Sequence[tuple[str, str]] = (),
 ) -> pd.DataFrame:
     """The main method's group (`main_method`, round 1 on the whole pool) against every other
     group, at each group's headline target (`group_targets`), on the verdict's per-condition
@@ -275,20 +276,27 @@ def replicate_comparisons(
 
     `significant`: the interval excludes 0; `consistent`: every seed's difference has the sign
     of the mean; `called`: both with two or more seeds, `significant` with one. No main method,
-    or none among the groups, gives no rows."""
+    or none among the groups, gives no main-method rows. `extra_pairs`: more (group, other)
+    comparisons, rows after the main method's (e.g. `scalar-f10` against `tokens-f10`, the
+    efficiency question); a pair whose group is missing is left out."""
     columns = ["metric", "method", "target_name", "other", "other_target_name", "n_seeds",
                "seeds", "difference", "ci_low", "ci_high", "n_ahead", "n_behind",
                "seed_differences", "significant", "consistent", "called"]  # fmt: skip
     index = replicate_index(frame["method"].unique(), settings.seed)
-    if main_method is None or main_method not in set(index["group"]):
+    groups = list(index["group"].unique())
+    compared = [(main_method, other) for other in groups if other != main_method]
+    if main_method is None or main_method not in groups:
+        compared = []
+    compared += [(a, b) for a, b in extra_pairs if a in groups and b in groups]
+    if not compared:
         return pd.DataFrame(columns=columns)
     chosen = group_targets(summary, index)
     records = []
     for metric, (row_column, _, _) in compared_metrics(judge).items():
         if metric == "spearman_pooled":
             continue
-        for other in index["group"].unique():
-            pairs = _partners(index, main_method, other) if other != main_method else []
+        for group, other in compared:
+            pairs = _partners(index, group, other)
             if not pairs:
                 continue
             per_seed = []
@@ -298,7 +306,7 @@ def replicate_comparisons(
                     .groupby("post_id")[row_column]
                     .mean()
                     .dropna()
-                    for m, g in ((model, main_method), (partner, other))
+                    for m, g in ((model, group), (partner, other))
                 )
                 shared = a.index.intersection(b.index)
                 per_seed.append(_mean_statistic(a.loc[shared] - b.loc[shared]))
@@ -308,7 +316,7 @@ def replicate_comparisons(
             significant = bool(low > 0 or high < 0)
             consistent = ahead == len(own) or behind == len(own)
             records.append(
-                {"metric": metric, "method": main_method, "target_name": chosen[main_method],
+                {"metric": metric, "method": group, "target_name": chosen[group],
                  "other": other, "other_target_name": chosen[other], "n_seeds": len(pairs),
                  "seeds": ", ".join(str(seed) for seed, _, _ in pairs),
                  "difference": difference, "ci_low": low, "ci_high": high, "n_ahead": ahead,

@@ -32,7 +32,12 @@ from rewardcond.evaluation.replicates import (
 )
 from rewardcond.evaluation.targets import Target
 from rewardcond.report.seed_plots import plot_efficiency, plot_extrapolation, plot_not_configured
-from rewardcond.report.seeds import collapse_lines, headline_table, seed_post_section
+from rewardcond.report.seeds import (
+    collapse_lines,
+    efficiency_pairs,
+    headline_table,
+    seed_post_section,
+)
 from rewardcond.stats import BootstrapSettings
 
 #: Tables written by `publish_replicates`, `tables/<name>.csv` (and `.md` but for `seeds`).
@@ -97,7 +102,14 @@ def publish_replicates(
     tables = {
         "replicates": replicates,
         "seeds": seeds,
-        "seed_comparisons": replicate_comparisons(frame, summary, settings, main_method, judge),
+        "seed_comparisons": replicate_comparisons(
+            frame,
+            summary,
+            settings,
+            main_method,
+            judge,
+            extra_pairs=efficiency_pairs(index["pool_percent"]),
+        ),  # fmt: skip
         "collapses": collapse_table(summary, rule, settings.seed, judge),
         "extrapolation": extrapolation_table(replicates, targets, judge),
         "efficiency": efficiency_table(
@@ -139,7 +151,7 @@ def publish_replicates(
     section += "\n\nAt each method's headline target (means over seeds [hierarchical "
     section += f"{settings.level:.0%} CI]):\n\n{table.to_markdown(index=False)}"
     section += "\n\n" + seed_post_section(
-        tables["extrapolation"], tables["efficiency"], judge, why_not
+        tables["extrapolation"], tables["efficiency"], judge, why_not, tables["seed_comparisons"]
     )
     return tables, section, True
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import pandas as pd
 
 from rewardcond.evaluation.judged import HeldOutJudge
+from rewardcond.modules import ModelName
 from rewardcond.tables import NO_TARGET
 
 
@@ -31,6 +32,7 @@ def seed_lines(across: pd.DataFrame, labels: Mapping[str, str], level: float) ->
     whose seeds disagree in sign is "not consistent across seeds (k of n seeds ahead)"; one whose
     seeds agree but whose interval includes 0 is a tie. `across`: `replicate_comparisons`'
     table; `labels`: metric -> label (`verdict.metric_labels`)."""
+    across = across[across["method"] == across["method"].iloc[0]]  # the main method's rows
     lines = [
         "With replicates no trained model (one seed) is crowned: the best of several seeds' "
         "models is the luckiest seed (each model's own rankings are in `tables/comparisons.csv`); "
@@ -152,10 +154,14 @@ def extrapolation_answer(table: pd.DataFrame, judge: HeldOutJudge | None) -> lis
     return lines
 
 
-def efficiency_answer(table: pd.DataFrame, judge: HeldOutJudge) -> list[str]:
+def efficiency_answer(
+    table: pd.DataFrame, judge: HeldOutJudge, across: pd.DataFrame | None = None
+) -> list[str]:
     """Per method: the judge's figure and Spearman(target, judge) at each percent of the pool;
-    then, at each percent both have, scalar against tokens on the judge's figure (ahead when
-    their intervals do not overlap)."""
+    then, at each percent both have, scalar against tokens on the judge's figure: paired by seed
+    and prompt where `across` (`replicates.replicate_comparisons`, with the pairs of
+    `efficiency_pairs`) has the pair, called as the verdict calls (`seed_lines`); else ahead only
+    when their unpaired intervals do not overlap."""
     lines, spearman = [], f"Spearman(target, {judge.name})"
     for method, rows in table.groupby("method", sort=False):
         parts = []
@@ -174,7 +180,21 @@ def efficiency_answer(table: pd.DataFrame, judge: HeldOutJudge) -> list[str]:
         if not {("scalar", percent), ("tokens", percent)} <= set(judged.index):
             continue
         scalar, tokens = judged.loc[("scalar", percent)], judged.loc[("tokens", percent)]
-        if scalar["ci_low"] > tokens["ci_high"] or tokens["ci_low"] > scalar["ci_high"]:
+        paired = _pair_row(across, percent, judge.metric)
+        if paired is not None:
+            figure = (
+                f"{paired['difference']:+.3f} [{_num(paired['ci_low'])}, {_num(paired['ci_high'])}]"
+            )
+            if paired["called"]:
+                ahead = "scalar" if paired["difference"] > 0 else "tokens"
+                outcome = (
+                    f"{ahead} is ahead, paired by seed and prompt ({figure}, {_ahead(paired)})"
+                )
+            elif paired["consistent"]:
+                outcome = f"a tie, paired by seed and prompt ({figure}, {_ahead(paired)})"
+            else:
+                outcome = f"not consistent across seeds ({_ahead(paired)}; {figure})"
+        elif scalar["ci_low"] > tokens["ci_high"] or tokens["ci_low"] > scalar["ci_high"]:
             ahead = "scalar" if scalar["mean"] > tokens["mean"] else "tokens"
             outcome = f"{ahead} is ahead (the intervals do not overlap)"
         else:
@@ -186,14 +206,37 @@ def efficiency_answer(table: pd.DataFrame, judge: HeldOutJudge) -> list[str]:
     return lines
 
 
+def efficiency_pairs(percents) -> list[tuple[str, str]]:
+    """(scalar, tokens) groups at each pool percent below 100 (`replicate_comparisons`'
+    `extra_pairs`; at 100 % the main method's own rows hold the pair when scalar is main)."""
+    return [
+        (str(ModelName("scalar", percent=p)), str(ModelName("tokens", percent=p)))
+        for p in sorted(set(percents))
+        if p < 100
+    ]
+
+
+def _pair_row(across: pd.DataFrame | None, percent: int, metric: str) -> pd.Series | None:
+    """`across`'s row of scalar against tokens at `percent` of the pool on `metric`, or None."""
+    if across is None or across.empty:
+        return None
+    group, other = (str(ModelName(m, percent=int(percent))) for m in ("scalar", "tokens"))
+    rows = across[
+        (across["method"] == group) & (across["other"] == other) & (across["metric"] == metric)
+    ]
+    return None if rows.empty else rows.iloc[0]
+
+
 def seed_post_section(
     extrapolation: pd.DataFrame,
     efficiency: pd.DataFrame,
     judge: HeldOutJudge | None,
     why_not: Mapping[str, str],
+    across: pd.DataFrame | None = None,
 ) -> str:
     """The REPORT section "What the seed post asked": the two answers from the tables, or why a
-    question was not asked in this run (`why_not`: {"extrapolation", "efficiency"} -> reason)."""
+    question was not asked in this run (`why_not`: {"extrapolation", "efficiency"} -> reason).
+    `across`: the seed comparisons, for the paired scalar-against-tokens answers."""
     lines = ["## What the seed post asked", ""]
     lines.append(
         "1. Can one ask for more reward than the training data holds? (`plots/extrapolation.png`,"
@@ -207,7 +250,7 @@ def seed_post_section(
         "2. Is a scalar reward more efficient to learn from than discrete tokens? "
         "(`plots/efficiency.png`, `tables/efficiency.csv`)"
     )
-    answer = efficiency_answer(efficiency, judge) if (efficiency.size and judge) else []
+    answer = efficiency_answer(efficiency, judge, across) if (efficiency.size and judge) else []
     lines += [f"   - {line}" for line in answer] or [
         f"   - Not asked in this run: {why_not.get('efficiency') or 'no held-out judge'}."
     ]
