@@ -19,6 +19,7 @@ import pandas as pd
 
 from rewardcond.evaluation.comparisons import compared_metrics, judge_spearman, spearman_note
 from rewardcond.evaluation.judged import HeldOutJudge
+from rewardcond.evaluation.summary import best_targets
 from rewardcond.evaluation.targets import IN_RANGE
 from rewardcond.modules import ModelName
 from rewardcond.stats import (
@@ -28,7 +29,6 @@ from rewardcond.stats import (
     spearman,
     spearman_per_prompt,
 )
-from rewardcond.tables import NO_TARGET
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +77,15 @@ def has_replicates(index: pd.DataFrame) -> bool:
 def group_targets(summary: pd.DataFrame, index: pd.DataFrame) -> dict[str, str]:
     """Each group's headline target: for a conditioned group the in-range target with the highest
     mean over its seeds of the mean achieved (reward-model) reward, the higher target on a tie
-    (as `summary.best_targets` does per model); `none` for a baseline. All seeds of a group are
+    (`summary.best_targets` on those means); `none` for a baseline. All seeds of a group are
     compared at this one target."""
     rows = summary.merge(index[["model", "group"]], left_on="method", right_on="model")
-    chosen = {}
-    for group, part in rows.groupby("group", sort=False):
-        if (part["target_name"] == NO_TARGET).all():
-            chosen[group] = NO_TARGET
-            continue
-        candidates = part[part["in_range"].fillna(False)]
-        if candidates.empty:
-            raise ValueError(f"group {group!r} has no generations at an in-range target")
-        means = candidates.groupby("target_name").agg(
-            reward=("achieved_reward_mean", "mean"), target=("target_reward", "first")
-        )
-        chosen[group] = means.sort_values(["reward", "target"], ascending=False).index[0]
-    return chosen
+    means = rows.groupby(["group", "target_name"], sort=False, as_index=False).agg(
+        achieved_reward_mean=("achieved_reward_mean", "mean"),
+        target_reward=("target_reward", "first"),
+        in_range=("in_range", "first"),
+    )
+    return best_targets(means.rename(columns={"group": "method"}))
 
 
 #: One seed's figure: its per-prompt values (a mean) or (statistic of prompt positions, prompts).
