@@ -29,19 +29,6 @@ METHODS = "methods"
 NOT_METHODS = ("__init__", "base")
 
 
-#: The suffix of an online round's model, `<method>-r<round>` for round >= 2 (issue 18).
-ROUND_SUFFIX = re.compile(r"-r(?P<round>[2-9]|[1-9][0-9]+)$")
-
-
-def split_round(name: str) -> tuple[str, int]:
-    """(method, round) of a model name: `scalar-r3` is round 3 of `scalar`; a name without the
-    suffix is round 1 (the offline run) of itself."""
-    match = ROUND_SUFFIX.search(name)
-    if match is None:
-        return name, 1
-    return name[: match.start()], int(match["round"])
-
-
 #: A model's name: its method, then the variant suffixes in this order, each left out at its
 #: default: `-r<round>` (an online round >= 2, issue 18), `-f<percent>` (trained on that percent,
 #: 1-99, of the method's training pool; 100 when left out) and `-s<seed>` (a replicate trained with
@@ -90,6 +77,17 @@ class ModelName:
             + (f"-f{self.percent}" if self.percent != 100 else "")
             + (f"-s{self.seed}" if self.seed is not None else "")
         )
+
+
+def split_round(name: str) -> tuple[str, int]:
+    """(model, round) of a model name: `scalar-r3` is round 3 of `scalar` (`scalar-r2-s7` round 2
+    of `scalar-s7`); a name without the round suffix, or no model name (`ModelName`), is round 1
+    (the offline run) of itself."""
+    match = MODEL_NAME.fullmatch(name)
+    if match is None or match["round"] is None:
+        return name, 1
+    parsed = ModelName.parse(name)
+    return str(dataclasses.replace(parsed, round=1)), parsed.round
 
 
 def model_method(name: str) -> str:
