@@ -307,7 +307,8 @@ if config["evaluate"]["main_method"] not in METHODS:
 # Online rounds (issue 18): round r >= 2 of a conditioned method is the model `<method>-r<r>`,
 # evaluated like a method of its own (rules online_round, train_round in rounds.smk).
 ROUNDS = config["train"]["rounds"]
-ROUND_METHODS = [m for m in METHODS if m in ("scalar", "tokens", "text")] if ROUNDS > 1 else []
+CONDITIONED_METHODS = ("scalar", "tokens", "text")  # `learns_from_scores` in rewardcond.methods
+ROUND_METHODS = [m for m in METHODS if m in CONDITIONED_METHODS] if ROUNDS > 1 else []
 ROUND_NAMES = {m: [f"{m}-r{r}" for r in range(2, ROUNDS + 1)] for m in ROUND_METHODS}
 # Model variants (issue 19): a replicate `<method>-s<k>` per training seed k of train.seeds other
 # than the run's, and, for a conditioned method, `<method>-f<p>` per percent p < 100 of
@@ -316,7 +317,6 @@ ROUND_NAMES = {m: [f"{m}-r{r}" for r in range(2, ROUNDS + 1)] for m in ROUND_MET
 SEED = config["seed"]
 SEEDS = [SEED, *[seed for seed in config["train"]["seeds"] or [] if seed != SEED]]
 PERCENTS = [100, *sorted(p for p in config["train"]["pool_percents"] if p != 100)]
-CONDITIONED_METHODS = ("scalar", "tokens", "text")  # `learns_from_scores` in rewardcond.methods
 
 
 def model_variants(method):
@@ -401,10 +401,16 @@ def sft_model(wildcards):
     return f"{RESULTS}/models/{MODULES.ModelName('sft', seed=model_name(wildcards.method).seed)}"
 
 
+def trainset_name(model):
+    """The trainset a trained model learns from: its method's at its pool percent (`<m>` or
+    `<m>-f<p>`), the same for every seed."""
+    name = model_name(model)
+    return str(MODULES.ModelName(name.method, percent=name.percent))
+
+
 def model_trainset(wildcards):
-    """A trained model's trainset: its method's at its pool percent, the same for every seed."""
-    name = model_name(wildcards.method)
-    return f"{RESULTS}/trainsets/{MODULES.ModelName(name.method, percent=name.percent)}.parquet"
+    """A trained model's trainset (`trainset_name`)."""
+    return f"{RESULTS}/trainsets/{trainset_name(wildcards.method)}.parquet"
 
 
 def trainset_settings():
@@ -653,9 +659,8 @@ def trainset_reports():
     """The trainset report of every round-1 trained model's trainset (`trainsets/<m>.json`, or
     `<m>-f<p>.json` on p % of the pool; a seed's replicate shares its method's), for the rows on
     the efficiency figure's axis (issue 19)."""
-    names = [MODULES.ModelName.parse(name) for name in MODELS]
-    trainsets = [MODULES.ModelName(n.method, percent=n.percent) for n in names if n.round == 1]
-    return [f"{RESULTS}/trainsets/{name}.json" for name in dict.fromkeys(map(str, trainsets))]
+    trainsets = dict.fromkeys(trainset_name(name) for name in TRAINED_MODELS)
+    return [f"{RESULTS}/trainsets/{name}.json" for name in trainsets]
 
 
 def policy_samples():
